@@ -1,0 +1,13 @@
+"""anomalysynth: synthetic anomalies for training visual anomaly detectors."""
+
+from anomalysynth.synth import (
+    OneOf,
+    SynthOutput,
+    Synthesizer,
+    available_synthesizers,
+    create_synthesizer,
+)
+
+__version__ = "0.1.0"
+
+__all__ = ["OneOf", "SynthOutput", "Synthesizer", "__version__", "available_synthesizers", "create_synthesizer"]

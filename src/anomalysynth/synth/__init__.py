@@ -1,0 +1,41 @@
+"""Anomaly synthesizers: the contract, the registry and every method."""
+
+from anomalysynth.synth.base import (
+    SynthOutput,
+    Synthesizer,
+    available_synthesizers,
+    create_synthesizer,
+    per_sample_generators,
+    register_synthesizer,
+    slice_params,
+    validate_images,
+)
+from anomalysynth.synth.blend import blend
+from anomalysynth.synth.compose import OneOf
+from anomalysynth.synth.cutpaste import CUTPASTE_CLASSES, CutPaste, CutPasteScar, CutPasteUnion
+from anomalysynth.synth.foreground import foreground_mask
+from anomalysynth.synth.memseg import MemSegBlend
+from anomalysynth.synth.perlin import perlin_mask, perlin_noise
+from anomalysynth.synth.perlin_texture import PerlinTextureBlend
+
+__all__ = [
+    "CUTPASTE_CLASSES",
+    "CutPaste",
+    "CutPasteScar",
+    "CutPasteUnion",
+    "MemSegBlend",
+    "OneOf",
+    "PerlinTextureBlend",
+    "SynthOutput",
+    "Synthesizer",
+    "available_synthesizers",
+    "blend",
+    "create_synthesizer",
+    "foreground_mask",
+    "per_sample_generators",
+    "perlin_mask",
+    "perlin_noise",
+    "register_synthesizer",
+    "slice_params",
+    "validate_images",
+]

@@ -1,0 +1,360 @@
+"""The synthesizer contract shared by every anomaly synthesis method.
+
+A synthesizer turns a batch of normal images into a batch of synthetic anomalies
+with pixel masks and image labels. All randomness is drawn in
+:meth:`Synthesizer.sample_params` from explicit generators (one per sample), and
+:meth:`Synthesizer.apply` is a deterministic function of the images and those
+parameters, so any draw can be replayed exactly.
+
+Subclasses implement two hooks:
+
+* ``_sample(images, generators) -> dict[str, Tensor]``: per-sample parameters,
+  every tensor batch-first (leading dimension ``B``).
+* ``_synthesize(images, params) -> (image, mask, strength)``: the method itself.
+
+The base class validates input, draws the anomaly/normal decision, restricts the
+mask to the foreground, keeps pixels outside the mask bit-identical to the input
+and derives the label from the mask, so no subclass can break those promises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from anomalysynth.synth.foreground import FOREGROUND_METHODS, foreground_mask
+
+__all__ = [
+    "GeneratorLike",
+    "SynthOutput",
+    "Synthesizer",
+    "available_synthesizers",
+    "create_synthesizer",
+    "per_sample_generators",
+    "register_synthesizer",
+    "slice_params",
+    "validate_images",
+]
+
+GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
+
+_SEED_HIGH = 2**62
+
+
+@dataclass
+class SynthOutput:
+    """What every synthesizer returns.
+
+    Attributes:
+        image: (B, C, H, W) float in [0, 1], the synthetic images.
+        mask: (B, 1, H, W) float in [0, 1], where the anomaly is.
+        label: (B,) long, 1 iff the mask has a positive pixel.
+        strength: (B,) float, the method's strength (0 for unchanged samples).
+        params: batch-first tensors that replay this draw through ``apply``.
+    """
+
+    image: Tensor
+    mask: Tensor
+    label: Tensor
+    strength: Tensor
+    params: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Synthesizer(torch.nn.Module):
+    """Base class of all synthesizers.
+
+    Args:
+        anomaly_ratio: probability that a sample is made anomalous; the others are
+            returned unchanged with an empty mask, label 0 and strength 0.
+        foreground: where anomalies may go when no foreground tensor is passed to
+            ``forward``: ``None`` (anywhere), ``"ones"``, ``"otsu"`` or ``"triangle"``
+            (grey-level threshold plus morphological closing and opening).
+        foreground_invert: invert the thresholded foreground (dark objects on a
+            bright background).
+    """
+
+    name: ClassVar[str] = "synthesizer"
+    #: samples processed at once inside ``apply`` (results do not depend on it)
+    chunk_size: int = 8
+
+    def __init__(
+        self,
+        anomaly_ratio: float = 1.0,
+        foreground: str | None = None,
+        foreground_invert: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= float(anomaly_ratio) <= 1.0:
+            raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
+        if foreground is not None and foreground not in FOREGROUND_METHODS:
+            raise ValueError(
+                f"`foreground` must be None or one of {sorted(FOREGROUND_METHODS)}; got {foreground!r}."
+            )
+        self.anomaly_ratio = float(anomaly_ratio)
+        self.foreground = foreground
+        self.foreground_invert = bool(foreground_invert)
+
+    # ------------------------------------------------------------------ public API
+    def sample_params(self, images: Tensor, generator: GeneratorLike = None) -> dict[str, Tensor]:
+        """Draw all random parameters of one call.
+
+        Args:
+            images: (B, C, H, W) float in [0, 1].
+            generator: one ``torch.Generator`` for the batch, a list with one per
+                sample, or ``None`` (seeds drawn from torch's global generator).
+                With a list, sample ``i`` equals a single-image call with generator ``i``.
+
+        Returns:
+            Batch-first tensors on the images' device.
+        """
+        validate_images(images)
+        return self._sample_params(images, generator)
+
+    def _sample_params(self, images: Tensor, generator: GeneratorLike) -> dict[str, Tensor]:
+        gens = per_sample_generators(generator, images.shape[0])
+        anomalous = torch.stack([torch.rand((), generator=g) < self.anomaly_ratio for g in gens])
+        params = {"anomalous": anomalous}
+        params.update(self._sample(images, gens))
+        return {k: v.to(images.device) for k, v in params.items()}
+
+    def apply(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None = None) -> SynthOutput:
+        """Deterministically synthesize anomalies from drawn parameters.
+
+        Args:
+            images: (B, C, H, W) float in [0, 1].
+            params: the output of :meth:`sample_params` (or ``SynthOutput.params``).
+            foreground: optional (B, 1, H, W) mask of where anomalies may go; it
+                overrides the constructor's ``foreground`` method.
+        """
+        validate_images(images)
+        return self._apply(images, params, foreground)
+
+    def _apply(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
+        b = images.shape[0]
+        _check_params(params, b)
+        if foreground is None and "foreground" in params:
+            foreground = params["foreground"]
+        if foreground is not None:
+            foreground = _validate_foreground(foreground, images)
+        if b <= self.chunk_size:
+            return self._apply_chunk(images, params, foreground)
+        # samples are independent: chunks keep the working set in cache at identical results
+        outs = [
+            self._apply_chunk(
+                images[i : i + self.chunk_size],
+                slice_params(params, slice(i, i + self.chunk_size)),
+                None if foreground is None else foreground[i : i + self.chunk_size],
+            )
+            for i in range(0, b, self.chunk_size)
+        ]
+        return SynthOutput(
+            image=torch.cat([o.image for o in outs]),
+            mask=torch.cat([o.mask for o in outs]),
+            label=torch.cat([o.label for o in outs]),
+            strength=torch.cat([o.strength for o in outs]),
+            params={k: torch.cat([o.params[k] for o in outs]) for k in outs[0].params},
+        )
+
+    def _apply_chunk(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
+        b, _, h, w = images.shape
+        fg = self._foreground(images, foreground)
+        anomalous = params["anomalous"].to(images.device)
+        mask = images.new_zeros(b, 1, h, w)
+        strength = images.new_zeros(b)
+        synthetic = images
+        if bool(anomalous.all()):
+            synthetic, mask, strength = self._checked_synthesize(images, params)
+        elif bool(anomalous.any()):
+            # only the anomalous samples are synthesized; the others stay as they are
+            idx = torch.nonzero(anomalous).flatten()
+            sub_image, sub_mask, sub_strength = self._checked_synthesize(images[idx], slice_params(params, idx))
+            synthetic = images.clone()
+            synthetic[idx], mask[idx], strength[idx] = sub_image, sub_mask.to(images.dtype), sub_strength.to(images.dtype)
+        if fg is not None:
+            mask = mask * fg
+        image = torch.where(mask > 0, synthetic, images)
+        label = (mask.flatten(1).amax(dim=1) > 0).long()
+        strength = torch.where(label.bool(), strength.to(images.dtype), torch.zeros_like(strength, dtype=images.dtype))
+        out_params = dict(params)
+        if foreground is not None:
+            out_params["foreground"] = foreground
+        return SynthOutput(image=image, mask=mask, label=label, strength=strength, params=out_params)
+
+    def forward(
+        self,
+        images: Tensor,
+        generator: GeneratorLike = None,
+        params: dict[str, Tensor] | None = None,
+        foreground: Tensor | None = None,
+    ) -> SynthOutput:
+        """Sample parameters (unless given) and apply them.
+
+        Args:
+            images: (B, C, H, W) float in [0, 1], C = 1 or 3.
+            generator: see :meth:`sample_params`.
+            params: replay these parameters instead of drawing new ones.
+            foreground: optional (B, 1, H, W) restriction of where anomalies go.
+
+        Example:
+            >>> from anomalysynth.synth import create_synthesizer
+            >>> synth = create_synthesizer("cutpaste")
+            >>> out = synth(torch.rand(2, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+            >>> out.image.shape, out.mask.shape, out.label.tolist()
+            (torch.Size([2, 3, 64, 64]), torch.Size([2, 1, 64, 64]), [1, 1])
+        """
+        validate_images(images)
+        if params is None:
+            params = self._sample_params(images, generator)
+        return self._apply(images, params, foreground)
+
+    # ------------------------------------------------------------------ hooks
+    def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def _checked_synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        synthetic, mask, strength = self._synthesize(images, params)
+        if synthetic.shape != images.shape or mask.shape != (images.shape[0], 1, *images.shape[-2:]):
+            raise RuntimeError(
+                f"{type(self).__name__}._synthesize returned image {tuple(synthetic.shape)} and mask "
+                f"{tuple(mask.shape)} for input {tuple(images.shape)}."
+            )
+        return synthetic, mask.clamp(0.0, 1.0), strength
+
+    def _foreground(self, images: Tensor, foreground: Tensor | None) -> Tensor | None:
+        if foreground is not None:
+            return foreground
+        if self.foreground is None:
+            return None
+        return foreground_mask(images, method=self.foreground, invert=self.foreground_invert)
+
+    def extra_repr(self) -> str:
+        return f"anomaly_ratio={self.anomaly_ratio}, foreground={self.foreground!r}"
+
+
+# ---------------------------------------------------------------------- validation
+def validate_images(images: object) -> None:
+    """Raise ``ValueError`` unless ``images`` is a float (B, C, H, W) tensor in [0, 1] with C in {1, 3}."""
+    expected = "a float tensor (B, C, H, W) with B >= 1, C in {1, 3} and values in [0, 1]"
+    if not isinstance(images, Tensor):
+        raise ValueError(f"Expected {expected}; got {type(images).__name__}.")
+    if not images.is_floating_point():
+        raise ValueError(f"Expected {expected}; got dtype {images.dtype} (convert with `x.float() / 255`).")
+    if images.ndim != 4:
+        raise ValueError(f"Expected {expected}; got shape {tuple(images.shape)} (rank {images.ndim}).")
+    b, c, h, w = images.shape
+    if b == 0:
+        raise ValueError(f"Expected {expected}; got an empty batch {tuple(images.shape)}.")
+    if c not in (1, 3):
+        raise ValueError(f"Expected {expected}; got {c} channels in shape {tuple(images.shape)}.")
+    if h < 8 or w < 8:
+        raise ValueError(f"Expected {expected} and H, W >= 8; got shape {tuple(images.shape)}.")
+    lo_t, hi_t = torch.aminmax(images)  # one pass; NaN propagates into both
+    lo, hi = float(lo_t), float(hi_t)
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"Expected {expected}; got NaN values.")
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"Expected {expected}; got values in [{lo:.4g}, {hi:.4g}] (normalise after synthesis).")
+
+
+def _validate_foreground(foreground: Tensor, images: Tensor) -> Tensor:
+    b, _, h, w = images.shape
+    if not isinstance(foreground, Tensor) or foreground.shape not in ((b, 1, h, w), (1, 1, h, w)):
+        got = tuple(foreground.shape) if isinstance(foreground, Tensor) else type(foreground).__name__
+        raise ValueError(f"Expected `foreground` of shape ({b}, 1, {h}, {w}) with values in [0, 1]; got {got}.")
+    fg = foreground.to(device=images.device, dtype=images.dtype)
+    if torch.isnan(fg).any() or float(fg.min()) < 0.0 or float(fg.max()) > 1.0:
+        raise ValueError("Expected `foreground` values in [0, 1].")
+    return fg.expand(b, 1, h, w)
+
+
+def _check_params(params: dict[str, Tensor], batch: int) -> None:
+    if not isinstance(params, dict) or "anomalous" not in params:
+        raise ValueError("Expected `params` from `sample_params` (a dict with at least 'anomalous').")
+    for key, value in params.items():
+        if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != batch:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"Expected params[{key!r}] batch-first with {batch} samples; got {shape}.")
+
+
+# ---------------------------------------------------------------------- randomness
+def per_sample_generators(generator: GeneratorLike, batch: int) -> list[torch.Generator]:
+    """One fresh CPU generator per sample, seeded from ``generator``.
+
+    Each per-sample generator is seeded by one draw from its parent: one parent
+    per sample when a list is given, else ``batch`` draws from a single parent.
+    A single-image call with parent ``g`` therefore equals sample ``i`` of a batch
+    called with a list whose entry ``i`` is ``g``.
+    """
+    if generator is None:
+        seeds = torch.randint(0, _SEED_HIGH, (batch,)).tolist()
+    elif isinstance(generator, torch.Generator):
+        seeds = torch.randint(0, _SEED_HIGH, (batch,), generator=generator, device=generator.device).tolist()
+    else:
+        gens = list(generator)
+        if len(gens) != batch or not all(isinstance(g, torch.Generator) for g in gens):
+            raise ValueError(f"Expected one torch.Generator per sample ({batch}); got {len(gens)} items.")
+        seeds = [int(torch.randint(0, _SEED_HIGH, (1,), generator=g, device=g.device)) for g in gens]
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def draw(generators: list[torch.Generator], fn: Callable[[torch.Generator], Tensor]) -> Tensor:
+    """Stack ``fn(g)`` over per-sample generators into a batch-first tensor."""
+    return torch.stack([fn(g) for g in generators])
+
+
+def uniform(generators: list[torch.Generator], low: float, high: float) -> Tensor:
+    """(B,) float32 uniform in [low, high)."""
+    return draw(generators, lambda g: torch.rand((), generator=g)) * (high - low) + low
+
+
+def log_uniform(generators: list[torch.Generator], low: float, high: float) -> Tensor:
+    """(B,) float32 log-uniform in [low, high)."""
+    return torch.exp(uniform(generators, math.log(low), math.log(high)))
+
+
+def randint(generators: list[torch.Generator], low: int, high: int) -> Tensor:
+    """(B,) int64 uniform in [low, high] (both inclusive)."""
+    return draw(generators, lambda g: torch.randint(low, high + 1, (), generator=g))
+
+
+def slice_params(params: dict[str, Tensor], index: Tensor | slice) -> dict[str, Tensor]:
+    """Select samples from batch-first parameters."""
+    return {k: v[index] for k, v in params.items()}
+
+
+# ---------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Synthesizer]] = {}
+
+
+def register_synthesizer(name: str) -> Callable[[type[Synthesizer]], type[Synthesizer]]:
+    """Class decorator that registers a synthesizer under ``name``."""
+
+    def decorator(cls: type[Synthesizer]) -> type[Synthesizer]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"A synthesizer named {name!r} is already registered ({_REGISTRY[name].__name__}).")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_synthesizers() -> list[str]:
+    """Names accepted by :func:`create_synthesizer`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_synthesizer(name: str, **kwargs: object) -> Synthesizer:
+    """Build a registered synthesizer by name, e.g. ``create_synthesizer("perlin_texture", texture_dir="dtd")``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown synthesizer {name!r}; expected one of {available_synthesizers()}.")
+    return _REGISTRY[name](**kwargs)

@@ -1,0 +1,147 @@
+"""DRAEM-style Perlin-mask texture blending (Zavrtanik et al., ICCV 2021)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer, uniform
+from anomalysynth.synth.blend import blend
+from anomalysynth.synth.perlin import MAX_LATTICE, perlin_mask, perlin_noise
+from anomalysynth.synth.textures import (
+    TextureAugment,
+    TextureFolder,
+    generated_textures,
+    match_channels,
+    sample_generated_textures,
+)
+
+__all__ = ["PerlinTextureBlend", "sample_perlin_params", "render_perlin_mask"]
+
+logger = logging.getLogger(__name__)
+_warned_generated = False
+
+
+@register_synthesizer("perlin_texture")
+class PerlinTextureBlend(Synthesizer):
+    """Perlin-noise masks filled with an augmented texture (DRAEM, RealNet).
+
+    ``A = (1 - M) I + (1 - opacity) M I + opacity M P`` with ``M`` a thresholded
+    Perlin mask (scale ``2**k``, ``k`` uniform in ``perlin_scale`` per axis, rotated
+    by ``rotation_deg``) and ``P`` a texture augmented by 3 of DRAEM's 10 operations.
+    Strength is the opacity.
+
+    Args:
+        texture_dir: folder of texture images (e.g. DTD). Without one, coloured
+            Perlin textures are generated (anomalib does the same) and a log line says so.
+        opacity: range of the texture weight inside the mask. DRAEM keeps U[0, 0.8)
+            of the original, i.e. opacity in (0.2, 1]; RealNet uses [0.2, 1] for DTD.
+        perlin_scale: inclusive range of the exponent k of the lattice scale 2**k.
+        threshold: Perlin noise threshold of the mask.
+        rotation_deg: range of the mask rotation in degrees.
+        augment: apply the 3-of-10 texture augmentation.
+        anomaly_ratio, foreground, foreground_invert: see :class:`Synthesizer`.
+
+    Example:
+        >>> synth = PerlinTextureBlend()
+        >>> out = synth(torch.rand(4, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+        >>> out.label.tolist()
+        [1, 1, 1, 1]
+    """
+
+    def __init__(
+        self,
+        texture_dir: str | Path | None = None,
+        opacity: tuple[float, float] = (0.2, 1.0),
+        perlin_scale: tuple[int, int] = (0, 5),
+        threshold: float = 0.5,
+        rotation_deg: tuple[float, float] = (-90.0, 90.0),
+        augment: bool = True,
+        anomaly_ratio: float = 1.0,
+        foreground: str | None = None,
+        foreground_invert: bool = False,
+    ) -> None:
+        super().__init__(anomaly_ratio, foreground, foreground_invert)
+        _check_range("opacity", opacity, 0.0, 1.0)
+        _check_range("perlin_scale", perlin_scale, 0, int(math.log2(MAX_LATTICE)))
+        self.texture_dir = None if texture_dir is None else str(texture_dir)
+        self.textures = TextureFolder(texture_dir) if texture_dir is not None else None
+        self.opacity = tuple(float(v) for v in opacity)
+        self.perlin_scale = (int(perlin_scale[0]), int(perlin_scale[1]))
+        self.threshold = float(threshold)
+        self.rotation_deg = tuple(float(v) for v in rotation_deg)
+        self.augment = TextureAugment() if augment else None
+        if self.textures is None:
+            _log_generated_once()
+
+    def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        params = sample_perlin_params(generators, self.perlin_scale, self.rotation_deg)
+        params["opacity"] = uniform(generators, *self.opacity)
+        params.update(self._sample_texture(generators))
+        return params
+
+    def _sample_texture(self, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        params: dict[str, Tensor] = {}
+        if self.textures is not None:
+            n = len(self.textures)
+            params["texture_index"] = draw(generators, lambda g: torch.randint(0, n, (), generator=g))
+        else:
+            params.update(sample_generated_textures(generators))
+        if self.augment is not None:
+            params.update(self.augment.sample(generators))
+        return params
+
+    def _texture(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        size = (images.shape[-2], images.shape[-1])
+        if self.textures is not None:
+            textures = self.textures.load(params["texture_index"].cpu(), size).to(images.device, images.dtype)
+        else:
+            textures = generated_textures(params, size).to(images.dtype)
+        textures = match_channels(textures, images.shape[1])
+        return self.augment(textures, params) if self.augment is not None else textures
+
+    def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        mask = render_perlin_mask(params, images.shape[-2:], self.threshold).to(images.dtype)
+        texture = self._texture(images, params)
+        return blend(images, texture, mask, params["opacity"]), mask, params["opacity"]
+
+
+def sample_perlin_params(
+    generators: list[torch.Generator], perlin_scale: tuple[int, int], rotation_deg: tuple[float, float]
+) -> dict[str, Tensor]:
+    """Per-sample Perlin mask parameters: lattice scales, gradient angles, rotation."""
+    lo, hi = perlin_scale
+    return {
+        "perlin_scale_y": draw(generators, lambda g: 2 ** torch.randint(lo, hi + 1, (), generator=g)),
+        "perlin_scale_x": draw(generators, lambda g: 2 ** torch.randint(lo, hi + 1, (), generator=g)),
+        "perlin_angles": draw(generators, lambda g: torch.rand(MAX_LATTICE, MAX_LATTICE, generator=g) * (2 * math.pi)),
+        "perlin_rotation": uniform(generators, *rotation_deg),
+    }
+
+
+def render_perlin_mask(params: dict[str, Tensor], size: torch.Size | tuple[int, int], threshold: float) -> Tensor:
+    """(B, 1, H, W) binary mask from :func:`sample_perlin_params` parameters."""
+    noise = perlin_noise(
+        (int(size[0]), int(size[1])),
+        params["perlin_scale_y"],
+        params["perlin_scale_x"],
+        params["perlin_angles"],
+        params["perlin_rotation"],
+    )
+    return perlin_mask(noise, threshold)
+
+
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
+    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+        raise ValueError(f"`{name}` must be a (min, max) pair within [{low}, {high}]; got {value}.")
+
+
+def _log_generated_once() -> None:
+    global _warned_generated
+    if not _warned_generated:
+        logger.info("No texture_dir given: using generated Perlin textures as the anomaly source (as anomalib does).")
+        _warned_generated = True

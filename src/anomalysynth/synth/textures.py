@@ -1,0 +1,259 @@
+"""Anomaly sources for blending: a folder of texture images, generated Perlin
+textures, and DRAEM's "3 of N" texture augmentation done batched on tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from anomalysynth.synth.base import draw, randint, uniform
+from anomalysynth.synth.foreground import to_gray
+from anomalysynth.synth.perlin import perlin_noise, rotation_grid
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "TextureAugment",
+    "TextureFolder",
+    "generated_textures",
+    "match_channels",
+    "sample_generated_textures",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_GENERATED_LATTICE = 16
+
+
+class TextureFolder:
+    """Images under ``root`` (recursively, sorted) used as anomaly textures.
+
+    Decoded, resized textures are kept in a small LRU cache, so a texture is read
+    from disk once per process rather than once per sample.
+
+    Args:
+        root: folder of images, e.g. DTD's ``images/`` folder.
+        cache_size: number of decoded textures kept in memory.
+    """
+
+    def __init__(self, root: str | Path, cache_size: int = 256) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"Texture folder {str(self.root)!r} does not exist; pass a folder of images (e.g. DTD).")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under texture folder {str(self.root)!r}.")
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[int, int, int], Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, indices: Tensor, size: tuple[int, int]) -> Tensor:
+        """(N, 3, H, W) float textures in [0, 1] for ``indices``."""
+        return torch.stack([self._load_one(int(i), size) for i in indices.tolist()])
+
+    def _load_one(self, index: int, size: tuple[int, int]) -> Tensor:
+        key = (index, size[0], size[1])
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        path = self.files[index]
+        try:
+            with Image.open(path) as img:
+                array = torch.frombuffer(bytearray(img.convert("RGB").tobytes()), dtype=torch.uint8)
+                width, height = img.size
+        except OSError as err:
+            raise ValueError(f"Cannot read texture image {str(path)!r}: {err}") from err
+        texture = array.view(height, width, 3).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        texture = F.interpolate(texture, size=size, mode="bilinear", antialias=True, align_corners=False)
+        texture = texture[0].clamp(0, 1)
+        self._cache[key] = texture
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return texture
+
+
+def sample_generated_textures(generators: list[torch.Generator]) -> dict[str, Tensor]:
+    """Parameters of coloured Perlin textures (used when no texture folder is given)."""
+    g = _GENERATED_LATTICE
+    return {
+        "tex_scale": draw(generators, lambda gen: 2 ** torch.randint(1, 5, (), generator=gen)),
+        "tex_angles": draw(generators, lambda gen: torch.rand(g, g, generator=gen) * (2 * math.pi)),
+        "tex_base": draw(generators, lambda gen: torch.rand(3, generator=gen) * 0.6 + 0.2),
+        "tex_amplitude": draw(generators, lambda gen: torch.rand(3, generator=gen) * 0.4 + 0.2),
+    }
+
+
+def generated_textures(params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+    """(B, 3, H, W) coloured Perlin textures from :func:`sample_generated_textures` parameters.
+
+    One Perlin noise per sample mapped to colour as ``base_c + amplitude_c * noise``.
+    """
+    b = params["tex_angles"].shape[0]
+    scale = params["tex_scale"]
+    noise = perlin_noise(size, scale, scale, params["tex_angles"]).unsqueeze(1)
+    base = params["tex_base"].view(b, 3, 1, 1)
+    amplitude = params["tex_amplitude"].view(b, 3, 1, 1)
+    return (base + amplitude * noise).clamp_(0, 1)
+
+
+class TextureAugment:
+    """DRAEM's texture augmentation: 3 of 10 operations, in random order, per sample.
+
+    The operations (imgaug in DRAEM) are: gamma contrast (0.5..2, per channel),
+    brightness multiply 0.8..1.2 and add -30..30 (of 255), sharpness (factor 0..2),
+    hue and saturation shift -50..50 (of 255), solarize (p 0.5, threshold 32..128),
+    posterize (1..8 bits), invert, autocontrast (cutoff 0..20 %), equalize, rotate
+    -45..45 degrees. On grey images the hue/saturation operation is the identity.
+    """
+
+    num_ops = 10
+    ops_per_sample = 3
+
+    def sample(self, generators: list[torch.Generator]) -> dict[str, Tensor]:
+        """Per-sample augmentation parameters (prefixed ``aug_``)."""
+        return {
+            "aug_ops": draw(generators, lambda g: torch.randperm(self.num_ops, generator=g)[: self.ops_per_sample]),
+            "aug_gamma": draw(generators, lambda g: torch.rand(3, generator=g) * 1.5 + 0.5),
+            "aug_mul": uniform(generators, 0.8, 1.2),
+            "aug_add": uniform(generators, -30 / 255, 30 / 255),
+            "aug_sharpness": uniform(generators, 0.0, 2.0),
+            "aug_hue": uniform(generators, -50 / 255, 50 / 255),
+            "aug_saturation": uniform(generators, -50 / 255, 50 / 255),
+            "aug_solarize_p": uniform(generators, 0.0, 1.0) < 0.5,
+            "aug_solarize_threshold": uniform(generators, 32 / 255, 128 / 255),
+            "aug_posterize_bits": randint(generators, 1, 8),
+            "aug_autocontrast_cutoff": uniform(generators, 0.0, 0.2),
+            "aug_rotation": uniform(generators, -45.0, 45.0),
+        }
+
+    def __call__(self, textures: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Augment (B, C, H, W) textures in [0, 1] with the drawn operations."""
+        out = textures.clone()
+        ops = params["aug_ops"].to(textures.device)
+        aug = {k: v for k, v in params.items() if k.startswith("aug_")}
+        for slot in range(ops.shape[1]):
+            # within a slot every sample gets one operation, so the index sets are disjoint
+            for op in torch.unique(ops[:, slot]).tolist():
+                idx = torch.nonzero(ops[:, slot] == op).flatten()
+                func, needs_clamp = _OPS[op]
+                result = func(out[idx], {k: v[idx] for k, v in aug.items()})
+                out[idx] = result.clamp_(0, 1) if needs_clamp else result
+        return out
+
+
+def _gamma(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    gamma = p["aug_gamma"][:, : x.shape[1]].view(x.shape[0], x.shape[1], 1, 1)
+    return x.clamp_min(0).pow(gamma)
+
+
+def _brightness(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    return x * p["aug_mul"].view(-1, 1, 1, 1) + p["aug_add"].view(-1, 1, 1, 1)
+
+
+def _sharpness(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    # PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13: a separable 3x3 box sum plus 4x the centre
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    rows = padded[..., :-2, :] + padded[..., 1:-1, :] + padded[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smooth = (box + 4 * x) / 13
+    factor = p["aug_sharpness"].view(-1, 1, 1, 1)
+    return smooth + factor * (x - smooth)
+
+
+def _hue_saturation(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """Shift hue (fraction of a turn) and add to saturation in HSV, value kept."""
+    if x.shape[1] != 3:
+        return x
+    r, g, b = x.unbind(dim=1)
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    # hue in sextants [0, 6)
+    hue = torch.where(
+        value == r,
+        torch.remainder((g - b) / safe, 6),
+        torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4),
+    )
+    hue = torch.where(chroma > 0, hue, torch.zeros_like(hue))
+    hue = torch.remainder(hue + p["aug_hue"].view(-1, 1, 1) * 6, 6)
+    saturation = chroma / torch.where(value > 0, value, torch.ones_like(value))
+    saturation = (saturation + p["aug_saturation"].view(-1, 1, 1)).clamp_(0, 1)
+    scale = value * saturation
+    channels = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(hue + n, 6)
+        channels.append(value - scale * torch.minimum(k, 4 - k).clamp_(0, 1))
+    return torch.stack(channels, dim=1)
+
+
+def _solarize(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    threshold = p["aug_solarize_threshold"].view(-1, 1, 1, 1)
+    solarized = torch.where(x >= threshold, 1 - x, x)
+    return torch.where(p["aug_solarize_p"].view(-1, 1, 1, 1), solarized, x)
+
+
+def _posterize(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    step = torch.pow(2.0, (8 - p["aug_posterize_bits"]).to(x.dtype)).view(-1, 1, 1, 1)
+    return torch.floor(torch.round(x * 255) / step) * step / 255
+
+
+def _invert(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    return 1 - x
+
+
+def _channel_cdf(x: Tensor) -> tuple[Tensor, Tensor]:
+    n, c = x.shape[:2]
+    bins = (x.clamp(0, 1) * 255).round().long().view(n, c, -1)
+    hist = torch.zeros(n, c, 256, device=x.device).scatter_add_(2, bins, torch.ones_like(bins, dtype=torch.float32))
+    return hist.cumsum(dim=2) / bins.shape[-1], bins
+
+
+def _autocontrast(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    cdf, _ = _channel_cdf(x)
+    cutoff = p["aug_autocontrast_cutoff"].view(-1, 1, 1)
+    levels = torch.arange(256, device=x.device).view(1, 1, 256)
+    lo = torch.where(cdf > cutoff, levels, 255).amin(dim=2).float() / 255
+    hi = torch.where(cdf < 1 - cutoff, levels + 1, 0).amax(dim=2).clamp(max=255).float() / 255
+    hi = torch.maximum(hi, lo + 1 / 255)
+    return (x - lo[..., None, None]) / (hi - lo)[..., None, None]
+
+
+def _equalize(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    cdf, bins = _channel_cdf(x)
+    return torch.gather(cdf, 2, bins).view_as(x)
+
+
+def _rotate(x: Tensor, p: dict[str, Tensor]) -> Tensor:
+    grid = rotation_grid(p["aug_rotation"], x.shape[-2:], x.shape[-2:])
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+# (operation, whether its output can leave [0, 1])
+_OPS = (
+    (_gamma, False),
+    (_brightness, True),
+    (_sharpness, True),
+    (_hue_saturation, True),
+    (_solarize, False),
+    (_posterize, False),
+    (_invert, False),
+    (_autocontrast, True),
+    (_equalize, False),
+    (_rotate, True),
+)
+
+
+def match_channels(textures: Tensor, channels: int) -> Tensor:
+    """Grey textures for grey images, RGB otherwise."""
+    return to_gray(textures) if channels == 1 else textures
+

@@ -1,0 +1,134 @@
+"""The synthesizer contract, checked for every registered synthesizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anomalysynth.synth import available_synthesizers, create_synthesizer
+from tests.conftest import photo_batch
+
+NAMES = available_synthesizers()
+SHAPES = [(1, 3), (8, 3), (1, 1), (8, 1)]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def synth(request):
+    return create_synthesizer(request.param)
+
+
+def test_registry_is_populated():
+    assert {"cutpaste", "cutpaste_scar", "cutpaste_union", "perlin_texture", "memseg"} <= set(NAMES)
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match="perlin_texture"):
+        create_synthesizer("no_such_method")
+
+
+@pytest.mark.parametrize(("batch", "channels"), SHAPES)
+def test_shapes_ranges_and_honest_labels(synth, batch, channels):
+    images = photo_batch(batch, channels)
+    out = synth(images, generator=gen(0))
+    assert out.image.shape == images.shape and out.image.dtype == images.dtype
+    assert out.mask.shape == (batch, 1, 64, 64) and out.mask.dtype == images.dtype
+    assert out.label.shape == (batch,) and out.label.dtype == torch.long
+    assert out.strength.shape == (batch,) and out.strength.is_floating_point()
+    assert 0 <= out.image.min() and out.image.max() <= 1
+    assert 0 <= out.mask.min() and out.mask.max() <= 1
+    assert torch.equal(out.label, (out.mask.flatten(1).amax(1) > 0).long())
+    outside = (out.mask == 0).expand_as(images)
+    assert torch.equal(out.image[outside], images[outside])
+    # an anomalous sample really changed the image; a normal one has strength 0
+    for i in range(batch):
+        if out.label[i]:
+            assert not torch.equal(out.image[i], images[i])
+        else:
+            assert out.strength[i] == 0
+
+
+@pytest.mark.parametrize(("batch", "channels"), SHAPES)
+def test_seeded_determinism_and_replay(synth, batch, channels):
+    images = photo_batch(batch, channels)
+    a = synth(images, generator=gen(3))
+    b = synth(images, generator=gen(3))
+    c = synth(images, generator=gen(4))
+    for field in ("image", "mask", "label", "strength"):
+        assert torch.equal(getattr(a, field), getattr(b, field))
+    assert not torch.equal(a.image, c.image) or not torch.equal(a.mask, c.mask)
+    replay = synth(images, params=a.params)
+    assert torch.equal(replay.image, a.image) and torch.equal(replay.mask, a.mask)
+    assert torch.equal(synth.apply(images, a.params).image, a.image)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_generator_list_matches_single_image_calls(synth, channels):
+    images = photo_batch(8, channels)
+    batched = synth(images, generator=[gen(100 + i) for i in range(8)])
+    for i in range(8):
+        single = synth(images[i : i + 1], generator=gen(100 + i))
+        assert torch.equal(single.image[0], batched.image[i]), f"sample {i} differs"
+        assert torch.equal(single.mask[0], batched.mask[i])
+        assert torch.equal(single.strength[0], batched.strength[i])
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_foreground_restricts_the_mask(synth, channels):
+    images = photo_batch(8, channels)
+    fg = torch.zeros(8, 1, 64, 64)
+    fg[..., 16:48, 8:40] = 1
+    out = synth(images, generator=gen(5), foreground=fg)
+    assert out.mask[fg.expand_as(out.mask) == 0].max() == 0
+    assert torch.equal(out.image[(fg == 0).expand_as(images)], images[(fg == 0).expand_as(images)])
+    replay = synth(images, params=out.params)
+    assert torch.equal(replay.mask, out.mask)
+
+
+def test_anomaly_ratio_gives_unchanged_normal_samples(synth):
+    images = photo_batch(8, 3).repeat(4, 1, 1, 1)
+    synth_half = type(synth)(anomaly_ratio=0.5)
+    out = synth_half(images, generator=gen(0))
+    anomalous = out.params["anomalous"]
+    assert 6 <= int(anomalous.sum()) <= 26  # 32 draws at p = 0.5
+    normal = ~anomalous
+    assert torch.equal(out.image[normal], images[normal])
+    assert out.mask[normal].max() == 0 and out.label[normal].max() == 0
+    none = type(synth)(anomaly_ratio=0.0)(images, generator=gen(0))
+    assert torch.equal(none.image, images) and none.label.max() == 0
+
+
+BAD_INPUTS = {
+    "uint8": (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "dtype"),
+    "above one": (torch.full((2, 3, 32, 32), 2.0), r"values in \[0"),
+    "below zero": (torch.full((2, 3, 32, 32), -0.5), r"values in \[0"),
+    "rank 3": (torch.rand(3, 32, 32), "rank 3"),
+    "rank 5": (torch.rand(1, 2, 3, 32, 32), "rank 5"),
+    "2 channels": (torch.rand(2, 2, 32, 32), "2 channels"),
+    "4 channels": (torch.rand(2, 4, 32, 32), "4 channels"),
+    "empty batch": (torch.rand(0, 3, 32, 32), "empty batch"),
+    "nan": (torch.full((2, 3, 32, 32), float("nan")), "NaN"),
+    "not a tensor": ([[0.5]], "list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_rejected_with_what_was_expected(synth, case):
+    images, message = BAD_INPUTS[case]
+    with pytest.raises(ValueError, match=r"Expected a float tensor \(B, C, H, W\)") as info:
+        synth(images, generator=gen(0))
+    assert info.match(message)
+
+
+def test_bad_foreground_and_params_are_rejected(synth):
+    images = photo_batch(2, 3)
+    with pytest.raises(ValueError, match="foreground"):
+        synth(images, generator=gen(0), foreground=torch.ones(2, 1, 8, 8))
+    params = synth.sample_params(images, gen(0))
+    with pytest.raises(ValueError, match="batch-first with 1 samples"):
+        synth.apply(images[:1], params)
+    with pytest.raises(ValueError, match="one torch.Generator per sample"):
+        synth(images, generator=[gen(0)])
