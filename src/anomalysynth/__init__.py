@@ -2,8 +2,8 @@
 
 from anomalysynth.synth import (
     OneOf,
-    SynthOutput,
     Synthesizer,
+    SynthOutput,
     available_synthesizers,
     create_synthesizer,
 )

@@ -38,8 +38,8 @@ def test_shapes_ranges_and_honest_labels(synth, batch, channels):
     assert out.mask.shape == (batch, 1, 64, 64) and out.mask.dtype == images.dtype
     assert out.label.shape == (batch,) and out.label.dtype == torch.long
     assert out.strength.shape == (batch,) and out.strength.is_floating_point()
-    assert 0 <= out.image.min() and out.image.max() <= 1
-    assert 0 <= out.mask.min() and out.mask.max() <= 1
+    assert out.image.min() >= 0 and out.image.max() <= 1
+    assert out.mask.min() >= 0 and out.mask.max() <= 1
     assert torch.equal(out.label, (out.mask.flatten(1).amax(1) > 0).long())
     outside = (out.mask == 0).expand_as(images)
     assert torch.equal(out.image[outside], images[outside])

@@ -1,8 +1,8 @@
 """Anomaly synthesizers: the contract, the registry and every method."""
 
 from anomalysynth.synth.base import (
-    SynthOutput,
     Synthesizer,
+    SynthOutput,
     available_synthesizers,
     create_synthesizer,
     per_sample_generators,

@@ -92,9 +92,7 @@ class Synthesizer(torch.nn.Module):
         if not 0.0 <= float(anomaly_ratio) <= 1.0:
             raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
         if foreground is not None and foreground not in FOREGROUND_METHODS:
-            raise ValueError(
-                f"`foreground` must be None or one of {sorted(FOREGROUND_METHODS)}; got {foreground!r}."
-            )
+            raise ValueError(f"`foreground` must be None or one of {sorted(FOREGROUND_METHODS)}; got {foreground!r}.")
         self.anomaly_ratio = float(anomaly_ratio)
         self.foreground = foreground
         self.foreground_invert = bool(foreground_invert)
@@ -174,7 +172,11 @@ class Synthesizer(torch.nn.Module):
             idx = torch.nonzero(anomalous).flatten()
             sub_image, sub_mask, sub_strength = self._checked_synthesize(images[idx], slice_params(params, idx))
             synthetic = images.clone()
-            synthetic[idx], mask[idx], strength[idx] = sub_image, sub_mask.to(images.dtype), sub_strength.to(images.dtype)
+            synthetic[idx], mask[idx], strength[idx] = (
+                sub_image,
+                sub_mask.to(images.dtype),
+                sub_strength.to(images.dtype),
+            )
         if fg is not None:
             mask = mask * fg
         image = torch.where(mask > 0, synthetic, images)

@@ -96,14 +96,19 @@ class _PatchPaste(Synthesizer):
         factors = params["jitter"].to(images.dtype)
         x = images * factors[:, 0].view(b, 1, 1, 1)
         gray = to_gray(x.clamp(0, 1))
-        x = (gray.mean(dim=(1, 2, 3), keepdim=True) + factors[:, 1].view(b, 1, 1, 1) * (x - gray.mean(dim=(1, 2, 3), keepdim=True))).clamp(0, 1)
+        x = (
+            gray.mean(dim=(1, 2, 3), keepdim=True)
+            + factors[:, 1].view(b, 1, 1, 1) * (x - gray.mean(dim=(1, 2, 3), keepdim=True))
+        ).clamp(0, 1)
         if images.shape[1] == 3:
             gray = to_gray(x)
             x = (gray + factors[:, 2].view(b, 1, 1, 1) * (x - gray)).clamp(0, 1)
             from kornia.color import hsv_to_rgb, rgb_to_hsv
 
             hsv = rgb_to_hsv(x)
-            hue = torch.remainder(hsv[:, 0] + params["jitter_hue"].to(images.dtype).view(b, 1, 1) * (2 * math.pi), 2 * math.pi)
+            hue = torch.remainder(
+                hsv[:, 0] + params["jitter_hue"].to(images.dtype).view(b, 1, 1) * (2 * math.pi), 2 * math.pi
+            )
             x = hsv_to_rgb(torch.cat([hue.unsqueeze(1), hsv[:, 1:]], dim=1))
         return x.clamp(0, 1)
 

@@ -45,7 +45,15 @@ class MemSegBlend(PerlinTextureBlend):
         foreground_invert: bool = False,
     ) -> None:
         super().__init__(
-            texture_dir, opacity, perlin_scale, threshold, rotation_deg, True, anomaly_ratio, foreground, foreground_invert
+            texture_dir,
+            opacity,
+            perlin_scale,
+            threshold,
+            rotation_deg,
+            True,
+            anomaly_ratio,
+            foreground,
+            foreground_invert,
         )
         if not 0.0 <= structure_ratio <= 1.0:
             raise ValueError(f"`structure_ratio` must lie in [0, 1]; got {structure_ratio}.")

@@ -28,7 +28,6 @@ def perlin_noise(
     res_x: Tensor,
     angles: Tensor,
     rotation_deg: Tensor | None = None,
-    stride: int = 1,
 ) -> Tensor:
     """Perlin noise for a batch, values roughly in [-1, 1] (DRAEM's sqrt(2) scaling).
 
@@ -47,63 +46,48 @@ def perlin_noise(
         angles: (B, G, G) gradient angles in radians; only the top-left
             (res_y, res_x) block is used (the lattice is periodic).
         rotation_deg: (B,) rotation of the noise pattern about the image centre.
-        stride: evaluate the noise every ``stride`` pixels and resample bilinearly
-            (faster, approximate: at 4 samples per cell the noise is off by up to
-            0.1); the default 1 evaluates every pixel exactly.
 
     Returns:
         (B, H, W) float32 noise.
     """
     h, w = size
-    b, grid = angles.shape[0], angles.shape[-1]
+    _b, grid = angles.shape[0], angles.shape[-1]
     device = angles.device
     res_y = res_y.to(device=device, dtype=torch.long)
     res_x = res_x.to(device=device, dtype=torch.long)
     if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
         raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
     if rotation_deg is None:
-        if h % stride or w % stride:
-            stride = 1
         pad_y = pad_x = 0
     else:
+        # a canvas that covers the image under any rotation
         diagonal = math.hypot(h, w)
-        pad_y, pad_x = (_canvas_pad(n, diagonal, stride) for n in (h, w))
-    a, p = _fade_matrices(h, pad_y, res_y, grid, stride)
-    bx, q = _fade_matrices(w, pad_x, res_x, grid, stride)
-    gy, gx = _gradient_matrices(angles, res_y, res_x, a.shape[-1], bx.shape[-1], (h, w), (pad_y, pad_x), stride)
+        pad_y, pad_x = math.ceil((diagonal - h) / 2) + 1, math.ceil((diagonal - w) / 2) + 1
+    a, p = _fade_matrices(h, pad_y, res_y, grid)
+    bx, q = _fade_matrices(w, pad_x, res_x, grid)
+    gy, gx = _gradient_matrices(angles, res_y, res_x, a.shape[-1], bx.shape[-1], (h, w), (pad_y, pad_x))
     # one product: [P | A] @ [Gy Bx^T ; Gx Q^T]
     right = torch.cat([gy @ bx.transpose(1, 2), gx @ q.transpose(1, 2)], dim=1)
     canvas = torch.bmm(torch.cat([p, a], dim=2), right).mul_(math.sqrt(2))
     if rotation_deg is None:
-        if stride == 1:
-            return canvas
-        return F.interpolate(canvas.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False).squeeze(1)
+        return canvas
     grid_xy = rotation_grid(rotation_deg.to(device), (h, w), (h + 2 * pad_y, w + 2 * pad_x))
     return F.grid_sample(canvas.unsqueeze(1), grid_xy, mode="bilinear", align_corners=False).squeeze(1)
 
 
-def _canvas_pad(n: int, diagonal: float, stride: int) -> int:
-    """Padding on each side so the canvas covers any rotation and is a multiple of ``stride``."""
-    pad = math.ceil((diagonal - n) / 2) + stride
-    while (n + 2 * pad) % stride:
-        pad += 1
-    return pad
-
-
-def _lattice_coords(n: int, pad: int, res: Tensor, stride: int) -> Tensor:
-    """(B, (n + 2 pad) / stride) lattice coordinate of each canvas sample (image origin at 0)."""
-    samples = torch.arange((n + 2 * pad) // stride, device=res.device, dtype=torch.float32)
-    pixels = (samples + 0.5) * stride - pad
+def _lattice_coords(n: int, pad: int, res: Tensor) -> Tensor:
+    """(B, n + 2 pad) lattice coordinate of each canvas pixel centre (image origin at 0)."""
+    pixels = torch.arange(-pad, n + pad, device=res.device, dtype=torch.float32) + 0.5
     return pixels.view(1, -1) * (res.float().view(-1, 1) / n)
 
 
-def _fade_matrices(n: int, pad: int, res: Tensor, grid: int, stride: int) -> tuple[Tensor, Tensor]:
-    """Fade weights A (B, N, K) and A * (u - i) for the K lattice lines a canvas of N samples spans."""
-    u = _lattice_coords(n, pad, res, stride)
+def _fade_matrices(n: int, pad: int, res: Tensor, grid: int) -> tuple[Tensor, Tensor]:
+    """Fade weights A (B, N, K) and A * (u - i) for the K lattice lines a canvas of N pixels spans."""
+    u = _lattice_coords(n, pad, res)
     first = torch.floor(u[:, :1])
     k0 = (torch.floor(u) - first).long()
     t = _fade(u - torch.floor(u))
-    lines = int(math.ceil((n + 2 * pad) * grid / n)) + 2
+    lines = math.ceil((n + 2 * pad) * grid / n) + 2
     weights = torch.zeros(u.shape[0], u.shape[1], lines, device=u.device)
     weights.scatter_(2, k0.unsqueeze(-1), (1 - t).unsqueeze(-1))
     weights.scatter_(2, (k0 + 1).unsqueeze(-1), t.unsqueeze(-1))
@@ -112,12 +96,12 @@ def _fade_matrices(n: int, pad: int, res: Tensor, grid: int, stride: int) -> tup
 
 
 def _gradient_matrices(
-    angles: Tensor, res_y: Tensor, res_x: Tensor, ky: int, kx: int, size: tuple[int, int], pad: tuple[int, int], stride: int
+    angles: Tensor, res_y: Tensor, res_x: Tensor, ky: int, kx: int, size: tuple[int, int], pad: tuple[int, int]
 ) -> tuple[Tensor, Tensor]:
     """Per-sample (B, ky, kx) gradient components of the lattice lines, wrapped periodically."""
     b, grid = angles.shape[0], angles.shape[-1]
-    first_y = torch.floor(_lattice_coords(size[0], pad[0], res_y, stride)[:, :1]).long()
-    first_x = torch.floor(_lattice_coords(size[1], pad[1], res_x, stride)[:, :1]).long()
+    first_y = torch.floor(_lattice_coords(size[0], pad[0], res_y)[:, :1]).long()
+    first_x = torch.floor(_lattice_coords(size[1], pad[1], res_x)[:, :1]).long()
     iy = torch.remainder(first_y + torch.arange(ky, device=angles.device).view(1, -1), res_y.view(-1, 1))
     ix = torch.remainder(first_x + torch.arange(kx, device=angles.device).view(1, -1), res_x.view(-1, 1))
     index = (iy.unsqueeze(-1) * grid + ix.unsqueeze(1)).view(b, -1)

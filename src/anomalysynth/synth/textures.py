@@ -50,7 +50,9 @@ class TextureFolder:
             raise ValueError(f"Texture folder {str(self.root)!r} does not exist; pass a folder of images (e.g. DTD).")
         self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.files:
-            raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under texture folder {str(self.root)!r}.")
+            raise ValueError(
+                f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under texture folder {str(self.root)!r}."
+            )
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[int, int, int], Tensor] = OrderedDict()
 
@@ -256,4 +258,3 @@ _OPS = (
 def match_channels(textures: Tensor, channels: int) -> Tensor:
     """Grey textures for grey images, RGB otherwise."""
     return to_gray(textures) if channels == 1 else textures
-

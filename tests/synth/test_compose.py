@@ -1,0 +1,67 @@
+"""Weighted mixing and MemSeg's structure source."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anomalysynth.synth import CutPaste, MemSegBlend, OneOf, PerlinTextureBlend
+from anomalysynth.synth.memseg import grid_shuffle
+from tests.conftest import photo_batch
+
+
+def test_oneof_follows_its_weights_and_replays():
+    mix = OneOf([CutPaste(), PerlinTextureBlend()], weights=[1, 3])
+    images = photo_batch(8, 3, size=32).repeat(25, 1, 1, 1)
+    out = mix(images, generator=torch.Generator().manual_seed(0))
+    share = (out.params["choice"] == 1).float().mean()
+    assert 0.6 < share < 0.9
+    assert torch.equal(mix(images, params=out.params).image, out.image)
+    cutpaste_only = out.params["choice"] == 0
+    assert torch.equal(
+        out.params["0.cutpaste_class"][cutpaste_only], torch.ones(int(cutpaste_only.sum()), dtype=torch.long)
+    )
+
+
+def test_oneof_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="non-empty"):
+        OneOf([])
+    with pytest.raises(ValueError, match="weights"):
+        OneOf([CutPaste()], weights=[1, 2])
+
+
+def test_grid_shuffle_permutes_blocks():
+    img = torch.arange(64.0).view(1, 1, 8, 8)
+    perm = torch.arange(16).flip(0).view(1, 16)
+    out = grid_shuffle(img, perm, 4)
+    assert torch.equal(out[0, 0, :2, :2], img[0, 0, 6:, 6:])
+    assert torch.equal(torch.sort(out.flatten()).values, img.flatten())
+
+
+def test_memseg_uses_both_sources_and_its_opacity():
+    images = photo_batch(8, 3).repeat(4, 1, 1, 1)
+    out = MemSegBlend()(images, generator=torch.Generator().manual_seed(0))
+    assert 0 < int(out.params["use_structure"].sum()) < 32
+    assert (out.params["opacity"] >= 0.15).all()
+
+
+def test_texture_folder_is_used(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (40, 30), (80 * i, 255 - 80 * i, 128)).save(tmp_path / f"t{i}.png")
+    synth = PerlinTextureBlend(texture_dir=tmp_path, augment=False, opacity=(1.0, 1.0))
+    images = torch.zeros(3, 3, 32, 32)
+    out = synth(images, generator=torch.Generator().manual_seed(0))
+    for i in range(3):
+        idx = int(out.params["texture_index"][i])
+        inside = out.mask[i, 0] > 0
+        colour = torch.tensor([80 * idx, 255 - 80 * idx, 128]) / 255
+        assert torch.allclose(out.image[i][:, inside].mean(1), colour, atol=2e-2)
+
+
+def test_missing_texture_folder_says_what_to_pass(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        PerlinTextureBlend(texture_dir=tmp_path / "nope")
+    with pytest.raises(ValueError, match="No images"):
+        PerlinTextureBlend(texture_dir=tmp_path)
