@@ -130,5 +130,18 @@ def test_bad_foreground_and_params_are_rejected(synth):
     params = synth.sample_params(images, gen(0))
     with pytest.raises(ValueError, match="batch-first with 1 samples"):
         synth.apply(images[:1], params)
-    with pytest.raises(ValueError, match="one torch.Generator per sample"):
+    with pytest.raises(ValueError, match=r"one torch\.Generator per sample"):
         synth(images, generator=[gen(0)])
+
+
+def test_synthesizers_remain_ordinary_modules(synth):
+    # nn.Module.apply(fn) and .to() keep working although `apply` is the contract's replay method
+    parent = torch.nn.Sequential(synth)
+    seen = []
+    parent.apply(seen.append)
+    assert synth in seen
+    images = photo_batch(2, 3)
+    out = synth.to(torch.float32)(images, generator=gen(0))
+    with pytest.raises(ValueError, match="params"):
+        synth.apply(images)
+    assert out.image.shape == images.shape

@@ -120,8 +120,13 @@ class Synthesizer(torch.nn.Module):
         params.update(self._sample(images, gens))
         return {k: v.to(images.device) for k, v in params.items()}
 
-    def apply(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None = None) -> SynthOutput:
+    def apply(  # type: ignore[override]
+        self, images: Tensor, params: dict[str, Tensor] | None = None, foreground: Tensor | None = None
+    ) -> SynthOutput:
         """Deterministically synthesize anomalies from drawn parameters.
+
+        ``torch.nn.Module.apply(fn)`` keeps working: a callable first argument is
+        handed to it (a parent module's ``apply(init_fn)`` recurses into children).
 
         Args:
             images: (B, C, H, W) float in [0, 1].
@@ -129,10 +134,16 @@ class Synthesizer(torch.nn.Module):
             foreground: optional (B, 1, H, W) mask of where anomalies may go; it
                 overrides the constructor's ``foreground`` method.
         """
+        if callable(images) and not isinstance(images, Tensor):
+            return super().apply(images)  # type: ignore[return-value]
+        if params is None:
+            raise ValueError(
+                "`apply` needs the `params` drawn by `sample_params` (or a previous `SynthOutput.params`)."
+            )
         validate_images(images)
-        return self._apply(images, params, foreground)
+        return self._run(images, params, foreground)
 
-    def _apply(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
+    def _run(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
         b = images.shape[0]
         _check_params(params, b)
         if foreground is None and "foreground" in params:
@@ -212,7 +223,7 @@ class Synthesizer(torch.nn.Module):
         validate_images(images)
         if params is None:
             params = self._sample_params(images, generator)
-        return self._apply(images, params, foreground)
+        return self._run(images, params, foreground)
 
     # ------------------------------------------------------------------ hooks
     def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:
@@ -359,4 +370,4 @@ def create_synthesizer(name: str, **kwargs: object) -> Synthesizer:
     """Build a registered synthesizer by name, e.g. ``create_synthesizer("perlin_texture", texture_dir="dtd")``."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown synthesizer {name!r}; expected one of {available_synthesizers()}.")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name](**kwargs)  # type: ignore[arg-type]

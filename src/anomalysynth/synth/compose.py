@@ -51,19 +51,22 @@ class OneOf(Synthesizer):
         self.register_buffer("weights", torch.tensor(weights) / sum(weights), persistent=False)
 
     def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:
-        weights = self.weights.cpu()
+        weights = self.weights.cpu() if isinstance(self.weights, Tensor) else torch.as_tensor(self.weights)
         params = {"choice": draw(generators, lambda g: torch.multinomial(weights, 1, generator=g)[0])}
-        for k, child in enumerate(self.synthesizers):
+        for k, child in enumerate(self._children()):
             for key, value in child.sample_params(images, generators).items():
                 params[f"{k}.{key}"] = value.cpu()
         return params
+
+    def _children(self) -> list[Synthesizer]:
+        return [child for child in self.synthesizers if isinstance(child, Synthesizer)]
 
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         b, _, h, w = images.shape
         image = images.clone()
         mask = images.new_zeros(b, 1, h, w)
         strength = images.new_zeros(b)
-        for k, child in enumerate(self.synthesizers):
+        for k, child in enumerate(self._children()):
             idx = torch.nonzero(params["choice"] == k).flatten()
             if idx.numel() == 0:
                 continue

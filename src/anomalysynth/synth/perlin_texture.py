@@ -70,10 +70,10 @@ class PerlinTextureBlend(Synthesizer):
         _check_range("perlin_scale", perlin_scale, 0, int(math.log2(MAX_LATTICE)))
         self.texture_dir = None if texture_dir is None else str(texture_dir)
         self.textures = TextureFolder(texture_dir) if texture_dir is not None else None
-        self.opacity = tuple(float(v) for v in opacity)
+        self.opacity = (float(opacity[0]), float(opacity[1]))
         self.perlin_scale = (int(perlin_scale[0]), int(perlin_scale[1]))
         self.threshold = float(threshold)
-        self.rotation_deg = tuple(float(v) for v in rotation_deg)
+        self.rotation_deg = (float(rotation_deg[0]), float(rotation_deg[1]))
         self.augment = TextureAugment() if augment else None
         if self.textures is None:
             _log_generated_once()

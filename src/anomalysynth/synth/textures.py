@@ -236,7 +236,8 @@ def _equalize(x: Tensor, p: dict[str, Tensor]) -> Tensor:
 
 
 def _rotate(x: Tensor, p: dict[str, Tensor]) -> Tensor:
-    grid = rotation_grid(p["aug_rotation"], x.shape[-2:], x.shape[-2:])
+    size = (x.shape[-2], x.shape[-1])
+    grid = rotation_grid(p["aug_rotation"], size, size)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
