@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from anomalysynth.synth.base import Synthesizer, draw, log_uniform, register_synthesizer, uniform
+from anomalysynth.synth.color import shift_hue_saturation
 from anomalysynth.synth.compose import OneOf
 from anomalysynth.synth.foreground import to_gray
 
@@ -69,7 +70,11 @@ class _PatchPaste(Synthesizer):
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         b, c, h, w = images.shape
         dev = images.device
-        ph, pw = params["patch_h"].view(b, 1, 1).float(), params["patch_w"].view(b, 1, 1).float()
+        patch_h, patch_w = params["patch_h"].to(dev), params["patch_w"].to(dev)
+        patches = self._jitter(
+            self._cut(images, params["source_y"].to(dev), params["source_x"].to(dev), patch_h, patch_w), params
+        )
+        ph, pw = patch_h.view(b, 1, 1).float(), patch_w.view(b, 1, 1).float()
         theta = (params["patch_angle"].float() * (math.pi / 180)).view(b, 1, 1)
         cy, cx = params["target_cy"].view(b, 1, 1).float(), params["target_cx"].view(b, 1, 1).float()
         dy = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1) - cy
@@ -79,38 +84,48 @@ class _PatchPaste(Synthesizer):
         a = cos * dy + sin * dx + (ph - 1) / 2
         bcoord = -sin * dy + cos * dx + (pw - 1) / 2
         inside = (a >= -0.5) & (a < ph - 0.5) & (bcoord >= -0.5) & (bcoord < pw - 0.5)
-        sy = (params["source_y"].view(b, 1, 1) + torch.floor(a + 0.5).long()).clamp(0, h - 1)
-        sx = (params["source_x"].view(b, 1, 1) + torch.floor(bcoord + 0.5).long()).clamp(0, w - 1)
-        jittered = self._jitter(images, params)
-        index = (sy * w + sx).view(b, 1, h * w).expand(b, c, h * w)
-        pasted = torch.gather(jittered.reshape(b, c, h * w), 2, index).view(b, c, h, w)
+        pm_h, pm_w = patches.shape[-2:]
+        row = torch.floor(a + 0.5).long().clamp(0, pm_h - 1)
+        col = torch.floor(bcoord + 0.5).long().clamp(0, pm_w - 1)
+        index = (row * pm_w + col).view(b, 1, h * w).expand(b, c, h * w)
+        pasted = torch.gather(patches.reshape(b, c, pm_h * pm_w), 2, index).view(b, c, h, w)
         mask = inside.unsqueeze(1).to(images.dtype)
-        strength = (params["patch_h"] * params["patch_w"]).to(images.dtype) / (h * w)
+        strength = (patch_h * patch_w).to(images.dtype) / (h * w)
         return pasted, mask, strength
 
-    def _jitter(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
-        """torchvision ``ColorJitter`` in the fixed order brightness, contrast, saturation, hue."""
-        if self.color_jitter == 0:
-            return images
-        b = images.shape[0]
-        factors = params["jitter"].to(images.dtype)
-        x = images * factors[:, 0].view(b, 1, 1, 1)
-        gray = to_gray(x.clamp(0, 1))
-        x = (
-            gray.mean(dim=(1, 2, 3), keepdim=True)
-            + factors[:, 1].view(b, 1, 1, 1) * (x - gray.mean(dim=(1, 2, 3), keepdim=True))
-        ).clamp(0, 1)
-        if images.shape[1] == 3:
-            gray = to_gray(x)
-            x = (gray + factors[:, 2].view(b, 1, 1, 1) * (x - gray)).clamp(0, 1)
-            from kornia.color import hsv_to_rgb, rgb_to_hsv
+    @staticmethod
+    def _cut(images: Tensor, sy: Tensor, sx: Tensor, ph: Tensor, pw: Tensor) -> Tensor:
+        """(B, C, Hm, Wm) source patches, padded to the largest one by repeating the edge."""
+        b, _, h, w = images.shape
+        hm, wm = int(ph.max()), int(pw.max())
+        rows = torch.arange(hm, device=images.device).view(1, hm)
+        cols = torch.arange(wm, device=images.device).view(1, wm)
+        ys = (sy.view(b, 1) + rows).clamp(max=h - 1)
+        xs = (sx.view(b, 1) + cols).clamp(max=w - 1)
+        batch = torch.arange(b, device=images.device).view(b, 1, 1)
+        patches = images.permute(0, 2, 3, 1)[batch, ys.view(b, hm, 1), xs.view(b, 1, wm)].permute(0, 3, 1, 2)
+        return patches.contiguous()
 
-            hsv = rgb_to_hsv(x)
-            hue = torch.remainder(
-                hsv[:, 0] + params["jitter_hue"].to(images.dtype).view(b, 1, 1) * (2 * math.pi), 2 * math.pi
-            )
-            x = hsv_to_rgb(torch.cat([hue.unsqueeze(1), hsv[:, 1:]], dim=1))
-        return x.clamp(0, 1)
+    def _jitter(self, patches: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """torchvision ``ColorJitter`` on each patch: brightness, contrast (around the patch's
+        mean grey level), saturation, hue, in that fixed order."""
+        if self.color_jitter == 0:
+            return patches
+        b = patches.shape[0]
+        factors = params["jitter"].to(device=patches.device, dtype=patches.dtype)
+        x = (patches * factors[:, 0].view(b, 1, 1, 1)).clamp_(0, 1)
+        # the mean grey level of each patch alone (not of its padding), reduced over a
+        # contiguous copy so the result does not depend on the other patches' sizes
+        gray = to_gray(x)
+        sizes = list(zip(params["patch_h"].tolist(), params["patch_w"].tolist(), strict=True))
+        mean = torch.stack([gray[i, :, :ph, :pw].contiguous().mean() for i, (ph, pw) in enumerate(sizes)])
+        mean = mean.view(b, 1, 1, 1)
+        x = (mean + factors[:, 1].view(b, 1, 1, 1) * (x - mean)).clamp_(0, 1)
+        if x.shape[1] == 3:
+            gray = to_gray(x)
+            x = (gray + factors[:, 2].view(b, 1, 1, 1) * (x - gray)).clamp_(0, 1)
+            x = shift_hue_saturation(x, params["jitter_hue"].to(patches.device))
+        return x.clamp_(0, 1)
 
 
 @register_synthesizer("cutpaste")

@@ -87,6 +87,8 @@ def _fade_matrices(n: int, pad: int, res: Tensor, grid: int) -> tuple[Tensor, Te
     first = torch.floor(u[:, :1])
     k0 = (torch.floor(u) - first).long()
     t = _fade(u - torch.floor(u))
+    # flush values that would be subnormal: they slow the matrix product down several-fold
+    t = torch.where(t < 1e-12, torch.zeros_like(t), torch.where(t > 1 - 1e-7, torch.ones_like(t), t))
     lines = math.ceil((n + 2 * pad) * grid / n) + 2
     weights = torch.zeros(u.shape[0], u.shape[1], lines, device=u.device)
     weights.scatter_(2, k0.unsqueeze(-1), (1 - t).unsqueeze(-1))

@@ -15,6 +15,7 @@ from PIL import Image
 from torch import Tensor
 
 from anomalysynth.synth.base import draw, randint, uniform
+from anomalysynth.synth.color import shift_hue_saturation
 from anomalysynth.synth.foreground import to_gray
 from anomalysynth.synth.perlin import perlin_noise, rotation_grid
 
@@ -173,29 +174,7 @@ def _sharpness(x: Tensor, p: dict[str, Tensor]) -> Tensor:
 
 
 def _hue_saturation(x: Tensor, p: dict[str, Tensor]) -> Tensor:
-    """Shift hue (fraction of a turn) and add to saturation in HSV, value kept."""
-    if x.shape[1] != 3:
-        return x
-    r, g, b = x.unbind(dim=1)
-    value = torch.maximum(torch.maximum(r, g), b)
-    chroma = value - torch.minimum(torch.minimum(r, g), b)
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    # hue in sextants [0, 6)
-    hue = torch.where(
-        value == r,
-        torch.remainder((g - b) / safe, 6),
-        torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4),
-    )
-    hue = torch.where(chroma > 0, hue, torch.zeros_like(hue))
-    hue = torch.remainder(hue + p["aug_hue"].view(-1, 1, 1) * 6, 6)
-    saturation = chroma / torch.where(value > 0, value, torch.ones_like(value))
-    saturation = (saturation + p["aug_saturation"].view(-1, 1, 1)).clamp_(0, 1)
-    scale = value * saturation
-    channels = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(hue + n, 6)
-        channels.append(value - scale * torch.minimum(k, 4 - k).clamp_(0, 1))
-    return torch.stack(channels, dim=1)
+    return shift_hue_saturation(x, p["aug_hue"], p["aug_saturation"])
 
 
 def _solarize(x: Tensor, p: dict[str, Tensor]) -> Tensor:
