@@ -144,59 +144,64 @@ class Synthesizer(torch.nn.Module):
         return self._run(images, params, foreground)
 
     def _run(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
-        b = images.shape[0]
+        b, _, h, w = images.shape
         _check_params(params, b)
         if foreground is None and "foreground" in params:
             foreground = params["foreground"]
         if foreground is not None:
             foreground = _validate_foreground(foreground, images)
-        if b <= self.chunk_size:
-            return self._apply_chunk(images, params, foreground)
-        # samples are independent: chunks keep the working set in cache at identical results
-        outs = [
-            self._apply_chunk(
-                images[i : i + self.chunk_size],
-                slice_params(params, slice(i, i + self.chunk_size)),
-                None if foreground is None else foreground[i : i + self.chunk_size],
+        image = torch.empty_like(images)
+        mask = images.new_empty(b, 1, h, w)
+        strength = images.new_empty(b)
+        # samples are independent: chunks keep the working set in cache, with identical results
+        for start in range(0, b, self.chunk_size):
+            part = slice(start, start + self.chunk_size)
+            self._run_chunk(
+                images[part],
+                slice_params(params, part),
+                None if foreground is None else foreground[part],
+                image[part],
+                mask[part],
+                strength[part],
             )
-            for i in range(0, b, self.chunk_size)
-        ]
-        return SynthOutput(
-            image=torch.cat([o.image for o in outs]),
-            mask=torch.cat([o.mask for o in outs]),
-            label=torch.cat([o.label for o in outs]),
-            strength=torch.cat([o.strength for o in outs]),
-            params={k: torch.cat([o.params[k] for o in outs]) for k in outs[0].params},
-        )
+        label = (mask.flatten(1).amax(dim=1) > 0).long()
+        strength = torch.where(label.bool(), strength, torch.zeros_like(strength))
+        out_params = dict(params)
+        if foreground is not None:
+            out_params["foreground"] = foreground
+        return SynthOutput(image=image, mask=mask, label=label, strength=strength, params=out_params)
 
-    def _apply_chunk(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
-        b, _, h, w = images.shape
+    def _run_chunk(
+        self,
+        images: Tensor,
+        params: dict[str, Tensor],
+        foreground: Tensor | None,
+        image_out: Tensor,
+        mask_out: Tensor,
+        strength_out: Tensor,
+    ) -> None:
+        """Synthesize one chunk into the output views."""
         fg = self._foreground(images, foreground)
         anomalous = params["anomalous"].to(images.device)
-        mask = images.new_zeros(b, 1, h, w)
-        strength = images.new_zeros(b)
+        mask_out.zero_()
+        strength_out.zero_()
         synthetic = images
         if bool(anomalous.all()):
             synthetic, mask, strength = self._checked_synthesize(images, params)
+            mask_out.copy_(mask)
+            strength_out.copy_(strength)
         elif bool(anomalous.any()):
             # only the anomalous samples are synthesized; the others stay as they are
             idx = torch.nonzero(anomalous).flatten()
             sub_image, sub_mask, sub_strength = self._checked_synthesize(images[idx], slice_params(params, idx))
             synthetic = images.clone()
-            synthetic[idx], mask[idx], strength[idx] = (
-                sub_image,
-                sub_mask.to(images.dtype),
-                sub_strength.to(images.dtype),
-            )
+            synthetic[idx] = sub_image
+            mask_out[idx] = sub_mask.to(images.dtype)
+            strength_out[idx] = sub_strength.to(images.dtype)
         if fg is not None:
-            mask = mask * fg
-        image = torch.where(mask > 0, synthetic, images)
-        label = (mask.flatten(1).amax(dim=1) > 0).long()
-        strength = torch.where(label.bool(), strength.to(images.dtype), torch.zeros_like(strength, dtype=images.dtype))
-        out_params = dict(params)
-        if foreground is not None:
-            out_params["foreground"] = foreground
-        return SynthOutput(image=image, mask=mask, label=label, strength=strength, params=out_params)
+            mask_out.mul_(fg)
+        # outside the mask the output is the input, bit for bit, whatever the method did there
+        torch.where(mask_out > 0, synthetic, images, out=image_out)
 
     def forward(
         self,

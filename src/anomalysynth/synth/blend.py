@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 __all__ = ["blend"]
@@ -20,4 +21,4 @@ def blend(image: Tensor, source: Tensor, mask: Tensor, opacity: Tensor) -> Tenso
         (B, C, H, W); equal to ``image`` where ``mask`` is 0.
     """
     weight = mask * opacity.to(image.dtype).view(-1, 1, 1, 1)
-    return image + weight * (source - image)
+    return torch.addcmul(image, weight, source - image)

@@ -35,9 +35,10 @@ def perlin_noise(
     each pixel of ``fade_y * fade_x * (g_y (u - i) + g_x (v - j))``, so a whole
     image is two small matrix products per sample,
     ``P @ Gy @ Bx^T + A @ Gx @ Q^T``, with the fade weights in ``A``/``Bx`` (two
-    non-zeros per row) and the gradients in ``Gy``/``Gx``. With a rotation the
-    noise is rendered on a canvas that covers the rotated image and resampled
-    bilinearly (DRAEM rotates its noise image the same way).
+    non-zeros per row) and the gradients in ``Gy``/``Gx``. The periodic lattice
+    makes the noise periodic with the image size, so a rotated pattern is the
+    noise image resampled bilinearly at rotated, wrapped coordinates (DRAEM
+    rotates its noise image with interpolation too).
 
     Args:
         size: (H, W) of the output.
@@ -57,39 +58,47 @@ def perlin_noise(
     res_x = res_x.to(device=device, dtype=torch.long)
     if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
         raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
+    a, p = _fade_matrices(h, res_y, grid)
+    bx, q = _fade_matrices(w, res_x, grid)
+    gy, gx = _gradient_matrices(angles, res_y, res_x, a.shape[-1], bx.shape[-1], (h, w))
+    # one product: [P | A] @ sqrt(2) [Gy Bx^T ; Gx Q^T]
+    right = torch.cat([gy @ bx.transpose(1, 2), gx @ q.transpose(1, 2)], dim=1).mul_(math.sqrt(2))
+    noise = torch.bmm(torch.cat([p, a], dim=2), right)
     if rotation_deg is None:
-        pad_y = pad_x = 0
-    else:
-        # a canvas that covers the image under any rotation
-        diagonal = math.hypot(h, w)
-        pad_y, pad_x = math.ceil((diagonal - h) / 2) + 1, math.ceil((diagonal - w) / 2) + 1
-    a, p = _fade_matrices(h, pad_y, res_y, grid)
-    bx, q = _fade_matrices(w, pad_x, res_x, grid)
-    gy, gx = _gradient_matrices(angles, res_y, res_x, a.shape[-1], bx.shape[-1], (h, w), (pad_y, pad_x))
-    # one product: [P | A] @ [Gy Bx^T ; Gx Q^T]
-    right = torch.cat([gy @ bx.transpose(1, 2), gx @ q.transpose(1, 2)], dim=1)
-    canvas = torch.bmm(torch.cat([p, a], dim=2), right).mul_(math.sqrt(2))
-    if rotation_deg is None:
-        return canvas
-    grid_xy = rotation_grid(rotation_deg.to(device), (h, w), (h + 2 * pad_y, w + 2 * pad_x))
-    return F.grid_sample(canvas.unsqueeze(1), grid_xy, mode="bilinear", align_corners=False).squeeze(1)
+        return noise
+    # The lattice repeats every res cells, i.e. the noise is periodic with the image's own
+    # size: a rotated pattern is the same image sampled at rotated, wrapped coordinates.
+    padded = F.pad(noise.unsqueeze(1), (1, 1, 1, 1), mode="circular")
+    return F.grid_sample(padded, _wrapped_rotation_grid(rotation_deg.to(device), h, w), align_corners=False).squeeze(1)
 
 
-def _lattice_coords(n: int, pad: int, res: Tensor) -> Tensor:
-    """(B, n + 2 pad) lattice coordinate of each canvas pixel centre (image origin at 0)."""
-    pixels = torch.arange(-pad, n + pad, device=res.device, dtype=torch.float32) + 0.5
+def _wrapped_rotation_grid(rotation_deg: Tensor, h: int, w: int) -> Tensor:
+    """grid_sample grid of the pixel centres rotated about the centre, wrapped into the image
+    and expressed in the coordinates of the image circularly padded by one pixel."""
+    theta = rotation_deg.to(torch.float32) * (math.pi / 180)
+    cos, sin = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
+    xs = (torch.arange(w, device=theta.device, dtype=torch.float32) + 0.5 - w / 2).view(1, 1, w)
+    ys = (torch.arange(h, device=theta.device, dtype=torch.float32) + 0.5 - h / 2).view(1, h, 1)
+    px = torch.remainder(cos * xs - sin * ys + w / 2, w) + 1  # continuous position in the padded image
+    py = torch.remainder(sin * xs + cos * ys + h / 2, h) + 1
+    return torch.stack(torch.broadcast_tensors(px * (2 / (w + 2)) - 1, py * (2 / (h + 2)) - 1), dim=-1)
+
+
+def _lattice_coords(n: int, res: Tensor) -> Tensor:
+    """(B, n) lattice coordinate of each pixel centre."""
+    pixels = torch.arange(n, device=res.device, dtype=torch.float32) + 0.5
     return pixels.view(1, -1) * (res.float().view(-1, 1) / n)
 
 
-def _fade_matrices(n: int, pad: int, res: Tensor, grid: int) -> tuple[Tensor, Tensor]:
-    """Fade weights A (B, N, K) and A * (u - i) for the K lattice lines a canvas of N pixels spans."""
-    u = _lattice_coords(n, pad, res)
+def _fade_matrices(n: int, res: Tensor, grid: int) -> tuple[Tensor, Tensor]:
+    """Fade weights A (B, N, K) and A * (u - i) for the K lattice lines N pixels span."""
+    u = _lattice_coords(n, res)
     first = torch.floor(u[:, :1])
     k0 = (torch.floor(u) - first).long()
     t = _fade(u - torch.floor(u))
     # flush values that would be subnormal: they slow the matrix product down several-fold
     t = torch.where(t < 1e-12, torch.zeros_like(t), torch.where(t > 1 - 1e-7, torch.ones_like(t), t))
-    lines = math.ceil((n + 2 * pad) * grid / n) + 2
+    lines = grid + 2
     weights = torch.zeros(u.shape[0], u.shape[1], lines, device=u.device)
     weights.scatter_(2, k0.unsqueeze(-1), (1 - t).unsqueeze(-1))
     weights.scatter_(2, (k0 + 1).unsqueeze(-1), t.unsqueeze(-1))
@@ -98,12 +107,12 @@ def _fade_matrices(n: int, pad: int, res: Tensor, grid: int) -> tuple[Tensor, Te
 
 
 def _gradient_matrices(
-    angles: Tensor, res_y: Tensor, res_x: Tensor, ky: int, kx: int, size: tuple[int, int], pad: tuple[int, int]
+    angles: Tensor, res_y: Tensor, res_x: Tensor, ky: int, kx: int, size: tuple[int, int]
 ) -> tuple[Tensor, Tensor]:
     """Per-sample (B, ky, kx) gradient components of the lattice lines, wrapped periodically."""
     b, grid = angles.shape[0], angles.shape[-1]
-    first_y = torch.floor(_lattice_coords(size[0], pad[0], res_y)[:, :1]).long()
-    first_x = torch.floor(_lattice_coords(size[1], pad[1], res_x)[:, :1]).long()
+    first_y = torch.floor(_lattice_coords(size[0], res_y)[:, :1]).long()
+    first_x = torch.floor(_lattice_coords(size[1], res_x)[:, :1]).long()
     iy = torch.remainder(first_y + torch.arange(ky, device=angles.device).view(1, -1), res_y.view(-1, 1))
     ix = torch.remainder(first_x + torch.arange(kx, device=angles.device).view(1, -1), res_x.view(-1, 1))
     index = (iy.unsqueeze(-1) * grid + ix.unsqueeze(1)).view(b, -1)
@@ -135,13 +144,14 @@ def perlin_mask(noise: Tensor, threshold: float = 0.5) -> Tensor:
     As anomalib does, a sample whose noise never exceeds the threshold is first
     rescaled to [-1, 1], so a drawn anomaly is never silently empty.
     """
-    b = noise.shape[0]
-    flat = noise.reshape(b, -1)
-    peak = flat.amax(dim=1, keepdim=True)
-    low = flat.amin(dim=1, keepdim=True)
-    rescaled = (flat - low) / (peak - low).clamp_min(1e-12) * 2 - 1
-    flat = torch.where(peak > threshold, flat, rescaled)
-    return (flat > threshold).to(noise.dtype).view(b, 1, *noise.shape[-2:])
+    flat = noise.flatten(1)
+    weak = torch.nonzero(flat.amax(dim=1) <= threshold).flatten()
+    if weak.numel():
+        sub = flat[weak]
+        low, peak = sub.amin(dim=1, keepdim=True), sub.amax(dim=1, keepdim=True)
+        flat = flat.clone()
+        flat[weak] = (sub - low) / (peak - low).clamp_min(1e-12) * 2 - 1
+    return (flat > threshold).to(noise.dtype).view(noise.shape[0], 1, *noise.shape[-2:])
 
 
 def _fade(t: Tensor) -> Tensor:

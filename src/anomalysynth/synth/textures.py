@@ -106,7 +106,7 @@ def generated_textures(params: dict[str, Tensor], size: tuple[int, int]) -> Tens
     noise = perlin_noise(size, scale, scale, params["tex_angles"]).unsqueeze(1)
     base = params["tex_base"].view(b, 3, 1, 1)
     amplitude = params["tex_amplitude"].view(b, 3, 1, 1)
-    return (base + amplitude * noise).clamp_(0, 1)
+    return torch.addcmul(base, amplitude, noise).clamp_(0, 1)
 
 
 class TextureAugment:
