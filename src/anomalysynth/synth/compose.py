@@ -54,7 +54,7 @@ class OneOf(Synthesizer):
         weights = self.weights.cpu() if isinstance(self.weights, Tensor) else torch.as_tensor(self.weights)
         params = {"choice": draw(generators, lambda g: torch.multinomial(weights, 1, generator=g)[0])}
         for k, child in enumerate(self._children()):
-            for key, value in child.sample_params(images, generators).items():
+            for key, value in child._sample_params(images, generators).items():
                 params[f"{k}.{key}"] = value.cpu()
         return params
 
@@ -72,6 +72,6 @@ class OneOf(Synthesizer):
                 continue
             prefix = f"{k}."
             child_params = {key[len(prefix) :]: v for key, v in params.items() if key.startswith(prefix)}
-            out = child.apply(images[idx], slice_params(child_params, idx))
+            out = child._run(images[idx], slice_params(child_params, idx), None)
             image[idx], mask[idx], strength[idx] = out.image, out.mask, out.strength
         return image, mask, strength

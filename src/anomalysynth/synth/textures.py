@@ -106,7 +106,7 @@ def generated_textures(params: dict[str, Tensor], size: tuple[int, int]) -> Tens
     noise = perlin_noise(size, scale, scale, params["tex_angles"]).unsqueeze(1)
     base = params["tex_base"].view(b, 3, 1, 1)
     amplitude = params["tex_amplitude"].view(b, 3, 1, 1)
-    return torch.addcmul(base, amplitude, noise).clamp_(0, 1)
+    return (noise * amplitude).add_(base).clamp_(0, 1)
 
 
 class TextureAugment:
@@ -117,6 +117,13 @@ class TextureAugment:
     hue and saturation shift -50..50 (of 255), solarize (p 0.5, threshold 32..128),
     posterize (1..8 bits), invert, autocontrast (cutoff 0..20 %), equalize, rotate
     -45..45 degrees. On grey images the hue/saturation operation is the identity.
+
+    Like imgaug, every operation works on 8-bit levels. That makes the seven
+    per-pixel operations lookup tables of 256 entries per sample and channel:
+    consecutive ones compose into one table (autocontrast and equalize read the
+    histogram through the table, never the pixels), and pixels are touched only
+    by the spatial/colour operations (sharpness, hue/saturation, rotation) and by
+    one final lookup.
     """
 
     num_ops = 10
@@ -141,17 +148,55 @@ class TextureAugment:
 
     def __call__(self, textures: Tensor, params: dict[str, Tensor]) -> Tensor:
         """Augment (B, C, H, W) textures in [0, 1] with the drawn operations."""
-        out = textures.clone()
+        b, c = textures.shape[:2]
+        levels = _quantize(textures)  # (B, C, H, W) uint8 pixels
+        identity = torch.arange(256, device=textures.device, dtype=textures.dtype) / 255
+        table = identity.expand(b, c, 256).clone()  # pending per-pixel mapping, level -> value
         ops = params["aug_ops"].to(textures.device)
-        aug = {k: v for k, v in params.items() if k.startswith("aug_")}
+        aug = {k: v.to(textures.device) for k, v in params.items() if k.startswith("aug_")}
         for slot in range(ops.shape[1]):
             # within a slot every sample gets one operation, so the index sets are disjoint
             for op in torch.unique(ops[:, slot]).tolist():
                 idx = torch.nonzero(ops[:, slot] == op).flatten()
-                func, needs_clamp = _OPS[op]
-                result = func(out[idx], {k: v[idx] for k, v in aug.items()})
-                out[idx] = result.clamp_(0, 1) if needs_clamp else result
-        return out
+                func, kind, keys = _OPS[op]
+                sub = {k: aug[k][idx] for k in keys}
+                if kind == "table":
+                    # the operation maps values, so it maps the table's entries
+                    table[idx] = _requantize(func(table[idx].unsqueeze(2), sub).squeeze(2))
+                elif kind == "histogram":
+                    # histogram of the current image: the pixels' histogram pushed through the table
+                    entries = (table[idx] * 255).round_().long()
+                    hist = torch.zeros(len(idx), c, 256, device=textures.device)
+                    hist.scatter_add_(2, entries, _histogram(levels[idx]))
+                    table[idx] = torch.gather(func(hist, sub), 2, entries)
+                else:
+                    pixels = _lookup(table[idx], levels[idx])
+                    levels[idx] = _quantize(func(pixels, sub).clamp_(0, 1))
+                    table[idx] = identity
+        return _lookup(table, levels)
+
+
+def _quantize(x: Tensor) -> Tensor:
+    # through int32: float -> uint8 directly is several times slower on CPU
+    return (x * 255).round_().clamp_(0, 255).to(torch.int32).to(torch.uint8)
+
+
+def _requantize(values: Tensor) -> Tensor:
+    return (values.clamp(0, 1) * 255).round_() / 255
+
+
+def _lookup(table: Tensor, levels: Tensor) -> Tensor:
+    """(N, C, H, W) values ``table[n, c, levels[n, c, y, x]]``."""
+    n, c = levels.shape[:2]
+    return torch.gather(table, 2, levels.view(n, c, -1).long()).view(levels.shape)
+
+
+def _histogram(levels: Tensor) -> Tensor:
+    """(N, C, 256) pixel counts of 8-bit levels."""
+    n, c = levels.shape[:2]
+    flat = levels.view(n, c, -1).long()
+    counts = torch.ones_like(flat, dtype=torch.float32)
+    return torch.zeros(n, c, 256, device=levels.device).scatter_add_(2, flat, counts)
 
 
 def _gamma(x: Tensor, p: dict[str, Tensor]) -> Tensor:
@@ -192,26 +237,20 @@ def _invert(x: Tensor, p: dict[str, Tensor]) -> Tensor:
     return 1 - x
 
 
-def _channel_cdf(x: Tensor) -> tuple[Tensor, Tensor]:
-    n, c = x.shape[:2]
-    bins = (x.clamp(0, 1) * 255).round().long().view(n, c, -1)
-    hist = torch.zeros(n, c, 256, device=x.device).scatter_add_(2, bins, torch.ones_like(bins, dtype=torch.float32))
-    return hist.cumsum(dim=2) / bins.shape[-1], bins
-
-
-def _autocontrast(x: Tensor, p: dict[str, Tensor]) -> Tensor:
-    cdf, _ = _channel_cdf(x)
+def _autocontrast(hist: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """Table stretching [lo, hi] to [0, 1], cutting ``cutoff`` of the pixels at each end."""
+    cdf = hist.cumsum(dim=2) / hist.sum(dim=2, keepdim=True)
     cutoff = p["aug_autocontrast_cutoff"].view(-1, 1, 1)
-    levels = torch.arange(256, device=x.device).view(1, 1, 256)
-    lo = torch.where(cdf > cutoff, levels, 255).amin(dim=2).float() / 255
-    hi = torch.where(cdf < 1 - cutoff, levels + 1, 0).amax(dim=2).clamp(max=255).float() / 255
+    levels = torch.arange(256, device=hist.device).view(1, 1, 256)
+    lo = torch.where(cdf > cutoff, levels, 255).amin(dim=2, keepdim=True).float() / 255
+    hi = torch.where(cdf < 1 - cutoff, levels + 1, 0).amax(dim=2, keepdim=True).clamp(max=255).float() / 255
     hi = torch.maximum(hi, lo + 1 / 255)
-    return (x - lo[..., None, None]) / (hi - lo)[..., None, None]
+    return _requantize((levels / 255 - lo) / (hi - lo))
 
 
-def _equalize(x: Tensor, p: dict[str, Tensor]) -> Tensor:
-    cdf, bins = _channel_cdf(x)
-    return torch.gather(cdf, 2, bins).view_as(x)
+def _equalize(hist: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """Table mapping each level to its cumulative frequency."""
+    return _requantize(hist.cumsum(dim=2) / hist.sum(dim=2, keepdim=True))
 
 
 def _rotate(x: Tensor, p: dict[str, Tensor]) -> Tensor:
@@ -220,18 +259,19 @@ def _rotate(x: Tensor, p: dict[str, Tensor]) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-# (operation, whether its output can leave [0, 1])
+# (operation, how it is applied, the parameters it reads): "table" maps values,
+# "histogram" builds a table from the histogram, "pixels" needs the image itself
 _OPS = (
-    (_gamma, False),
-    (_brightness, True),
-    (_sharpness, True),
-    (_hue_saturation, True),
-    (_solarize, False),
-    (_posterize, False),
-    (_invert, False),
-    (_autocontrast, True),
-    (_equalize, False),
-    (_rotate, True),
+    (_gamma, "table", ("aug_gamma",)),
+    (_brightness, "table", ("aug_mul", "aug_add")),
+    (_sharpness, "pixels", ("aug_sharpness",)),
+    (_hue_saturation, "pixels", ("aug_hue", "aug_saturation")),
+    (_solarize, "table", ("aug_solarize_p", "aug_solarize_threshold")),
+    (_posterize, "table", ("aug_posterize_bits",)),
+    (_invert, "table", ()),
+    (_autocontrast, "histogram", ("aug_autocontrast_cutoff",)),
+    (_equalize, "histogram", ()),
+    (_rotate, "pixels", ("aug_rotation",)),
 )
 
 
