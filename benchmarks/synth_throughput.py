@@ -74,9 +74,11 @@ def main() -> None:
     rows = [("anomalib PerlinAnomalyGenerator (anchor)", anchor), ("read + write floor (clone + mask)", floor)]
     for name in available_synthesizers():
         synth = create_synthesizer(name)
-        seed = iter(range(10**6))
+        seeds = iter(range(10**6))
         rate = images_per_second(
-            lambda s=synth: s(images, generator=torch.Generator().manual_seed(next(seed))), args.batch, args.repeats
+            lambda s=synth, it=seeds: s(images, generator=torch.Generator().manual_seed(next(it))),
+            args.batch,
+            args.repeats,
         )
         rows.append((name, rate))
 

@@ -19,7 +19,9 @@ and derives the label from the mask, so no subclass can break those promises.
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -254,8 +256,34 @@ class Synthesizer(torch.nn.Module):
             return None
         return foreground_mask(images, method=self.foreground, invert=self.foreground_invert)
 
+    def config(self) -> dict[str, object]:
+        """Constructor arguments as plain data (JSON-able); keys the synthesis cache."""
+        out: dict[str, object] = {"class": f"{type(self).__module__}.{type(self).__qualname__}"}
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            value = getattr(self, name, parameter.default)
+            out[name] = _plain(value)
+        return out
+
     def extra_repr(self) -> str:
         return f"anomaly_ratio={self.anomaly_ratio}, foreground={self.foreground!r}"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Synthesizer):
+        return value.config()
+    if isinstance(value, torch.nn.ModuleList | list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return type(value).__name__
 
 
 # ---------------------------------------------------------------------- validation

@@ -230,6 +230,7 @@ class CutPasteUnion(OneOf):
             foreground=foreground,
             foreground_invert=foreground_invert,
         )
+        self.color_jitter = float(color_jitter)
 
     def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:
         params = super()._sample(images, generators)

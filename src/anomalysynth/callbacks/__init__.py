@@ -1,0 +1,5 @@
+"""Lightning callbacks."""
+
+from anomalysynth.callbacks.synthesize_on_device import SynthesizeOnDevice
+
+__all__ = ["SynthesizeOnDevice"]

@@ -1,0 +1,155 @@
+"""``SyntheticAnomalyDataModule``: any anomalib datamodule, with synthetic anomalies in training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from anomalib.data import AnomalibDataModule
+from torch.utils.data import DataLoader
+from typing_extensions import override
+
+from anomalysynth.datamodules.cache import CachedSyntheticDataset, SynthesisCache
+from anomalysynth.datamodules.synthetic import EpochSampler, SyntheticAnomalyDataset, SyntheticImageBatch
+from anomalysynth.synth import Synthesizer
+
+__all__ = ["SyntheticAnomalyDataModule", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("ANOMALYSYNTH_HOME", Path.home() / ".cache" / "anomalysynth")) / "banks"
+
+
+class SyntheticAnomalyDataModule(AnomalibDataModule):
+    """Wrap an anomalib datamodule and replace only its training split.
+
+    Training items carry synthetic anomalies (``gt_mask``, ``gt_label``) and the
+    clean ``source_image``; validation and test stay exactly as the wrapped module
+    made them. Works with anomalib's ``Engine``, ``anomalib fit --data``, and a
+    plain Lightning ``Trainer``.
+
+    Args:
+        datamodule: the wrapped anomalib datamodule (``Folder``, ``MVTecAD``, the demo, ...).
+        synthesizer: the anomaly synthesizer.
+        anomaly_ratio: fraction of training items made anomalous.
+        mode: ``"on_the_fly"`` (synthesized in the DataLoader workers) or ``"cached"``
+            (read from a bank on disk, built on first use; see :class:`SynthesisCache`).
+        cache_dir: folder of banks for ``"cached"`` (default ``~/.cache/anomalysynth/banks``).
+        seed: base seed of the anomalies.
+        reseed_every_epoch: fresh anomalies every epoch (``"on_the_fly"`` only).
+        train_batch_size: overrides the wrapped module's training batch size.
+        num_workers: overrides the wrapped module's number of workers.
+    """
+
+    def __init__(
+        self,
+        datamodule: AnomalibDataModule,
+        synthesizer: Synthesizer,
+        anomaly_ratio: float = 0.5,
+        mode: Literal["on_the_fly", "cached"] = "on_the_fly",
+        cache_dir: str | Path | None = None,
+        seed: int = 0,
+        reseed_every_epoch: bool = False,
+        train_batch_size: int | None = None,
+        num_workers: int | None = None,
+    ) -> None:
+        if not isinstance(datamodule, AnomalibDataModule):
+            raise ValueError(
+                f"`SyntheticAnomalyDataModule` wraps an anomalib AnomalibDataModule; got {type(datamodule).__name__}."
+            )
+        if not isinstance(synthesizer, Synthesizer):
+            raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
+        if mode not in ("on_the_fly", "cached"):
+            raise ValueError(f"`mode` must be 'on_the_fly' or 'cached'; got {mode!r}.")
+        if not 0.0 <= anomaly_ratio <= 1.0:
+            raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
+        if mode == "cached" and reseed_every_epoch:
+            raise ValueError("`reseed_every_epoch` needs mode='on_the_fly': a cached bank is fixed.")
+        super().__init__(
+            train_batch_size=train_batch_size or datamodule.train_batch_size,
+            eval_batch_size=datamodule.eval_batch_size,
+            num_workers=datamodule.num_workers if num_workers is None else num_workers,
+            seed=datamodule.seed,
+        )
+        self.datamodule = datamodule
+        self.synthesizer = synthesizer
+        self.anomaly_ratio = float(anomaly_ratio)
+        self.mode = mode
+        self.cache = SynthesisCache(cache_dir if cache_dir is not None else default_cache_dir())
+        self.synthesis_seed = int(seed)
+        self.reseed_every_epoch = bool(reseed_every_epoch)
+
+    @property
+    @override
+    def name(self) -> str:
+        return self.datamodule.name
+
+    @property  # type: ignore[override]
+    def category(self) -> str:
+        return self.datamodule.category
+
+    @category.setter
+    def category(self, category: str) -> None:
+        self.datamodule.category = category
+
+    @override
+    def prepare_data(self) -> None:
+        self.datamodule.prepare_data()
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        self.datamodule.setup(stage)
+        for split in ("val_data", "test_data"):
+            if hasattr(self.datamodule, split):
+                setattr(self, split, getattr(self.datamodule, split))
+        if hasattr(self.datamodule, "train_data"):
+            self.synthetic_source = SyntheticAnomalyDataset(
+                self.datamodule.train_data,
+                self.synthesizer,
+                anomaly_ratio=self.anomaly_ratio,
+                seed=self.synthesis_seed,
+                reseed_every_epoch=self.reseed_every_epoch,
+            )
+            self.train_data = self.synthetic_source  # type: ignore[assignment]
+            if self.mode == "cached":
+                self.train_data = self._cached(self.synthetic_source)  # type: ignore[assignment]
+        self._is_setup = True
+
+    def _cached(self, source: SyntheticAnomalyDataset) -> CachedSyntheticDataset:
+        key = self.cache.key(source)
+        bank = self.cache.bank_dir(source, key)
+        if not self.cache.is_complete(bank):
+            self.cache.build(source, key=key)
+        return self.cache.dataset(source, key=key)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        workers = self.num_workers
+        common: dict[str, Any] = {
+            "batch_size": self.train_batch_size,
+            "num_workers": workers,
+            "collate_fn": SyntheticImageBatch.collate,
+            "persistent_workers": workers > 0,
+        }
+        if self.reseed_every_epoch:
+            sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.synthesis_seed)
+            return DataLoader(self.train_data, sampler=sampler, **common)
+        return DataLoader(self.train_data, shuffle=True, **common)
+
+    @override
+    def val_dataloader(self) -> Any:
+        return self.datamodule.val_dataloader()
+
+    @override
+    def test_dataloader(self) -> Any:
+        return self.datamodule.test_dataloader()
+
+    @override
+    def predict_dataloader(self) -> Any:
+        return self.datamodule.predict_dataloader()
+
+    @override
+    def _setup(self, _stage: str | None = None) -> None:  # pragma: no cover - setup() is overridden
+        self.datamodule.setup(_stage)
