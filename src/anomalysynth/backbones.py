@@ -24,6 +24,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -154,7 +155,7 @@ def _register_tag(architecture: str, weights: Path) -> None:
     _registry._model_has_pretrained.add(architecture)
     if name not in _registry._model_with_tags[architecture]:
         _registry._model_with_tags[architecture].append(name)
-    default_cfgs = _registry._model_default_cfgs.get(architecture)
+    default_cfgs: Any = _registry._model_default_cfgs.get(architecture)  # a DefaultCfg (tags, cfgs)
     if default_cfgs is not None and OFFLINE_TAG not in default_cfgs.tags:
         default_cfgs.tags.append(OFFLINE_TAG)
         default_cfgs.cfgs[OFFLINE_TAG] = cfg

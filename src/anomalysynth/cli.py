@@ -1,4 +1,12 @@
-"""Command line: ``anomalysynth preview``."""
+"""Command line.
+
+* ``lightning fit|validate|test|predict -c config.yaml``: a generic LightningCLI
+  (model and data by class path), e.g. ``lightning fit -c configs/supersimplenet_synthetic.yaml``.
+* ``anomalysynth fit|validate|test|predict ...``: the same.
+* ``anomalysynth cache --data <SyntheticAnomalyDataModule config> [--trainer.devices N]``:
+  build the synthesis bank through Lightning's predict loop.
+* ``anomalysynth preview --synthesizer NAME``: a PNG grid to look at.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +21,35 @@ from anomalysynth.synth import available_synthesizers, create_synthesizer
 __all__ = ["main"]
 
 
+_LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def lightning_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lightning`` console script: a generic LightningCLI."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.cli import LightningCLI
+
+    import anomalysynth  # noqa: F401  (registers the offline backbones)
+
+    LightningCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=None if argv is None else list(argv),
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anomalysynth`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _LIGHTNING_COMMANDS:
+        return lightning_main(argv)
+    if argv and argv[0] == "cache":
+        return _cache(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -27,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalysynth", description="Synthetic anomalies for anomaly detection.")
     sub = parser.add_subparsers(dest="command")
+    for command in _LIGHTNING_COMMANDS:
+        sub.add_parser(command, help=f"LightningCLI {command} (see `anomalysynth {command} --help`)")
+    sub.add_parser("cache", help="build a synthesis bank (see `anomalysynth cache --help`)")
     preview = sub.add_parser("preview", help="write a PNG grid: source, synthetic image, mask overlay")
     preview.add_argument("--synthesizer", required=True, choices=available_synthesizers())
     preview.add_argument(
@@ -60,6 +98,35 @@ def _preview(args: argparse.Namespace) -> int:
     out = synthesize_preview(synthesizer, images, seed=args.seed)
     path = save_png_atomic(preview_grid(images, out), args.out)
     print(f"wrote {path} ({len(paths)} images, synthesizer {args.synthesizer}, seed {args.seed})")
+    return 0
+
+
+def _cache(argv: Sequence[str]) -> int:
+    import lightning.pytorch as pl
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from anomalysynth.datamodules import SyntheticAnomalyDataModule, build_with_trainer
+
+    parser = ArgumentParser(prog="anomalysynth cache", description="Build the synthesis bank of a training split.")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML file with the arguments below")
+    parser.add_subclass_arguments(SyntheticAnomalyDataModule, "data", help="the SyntheticAnomalyDataModule to cache")
+    parser.add_argument("--batch_size", type=int, default=8, help="samples per predict step")
+    parser.add_class_arguments(pl.Trainer, "trainer", fail_untyped=False, skip={"callbacks", "logger", "enable_checkpointing"})
+    cfg = parser.parse_args(list(argv))
+    init = parser.instantiate_classes(cfg)
+    data: SyntheticAnomalyDataModule = init.data
+    trainer_kwargs = {k: v for k, v in cfg.trainer.as_dict().items()}
+    trainer_kwargs.setdefault("accelerator", "cpu")
+    data.datamodule.prepare_data()
+    data.datamodule.setup("fit")
+    from anomalysynth.datamodules import SyntheticAnomalyDataset
+
+    source = SyntheticAnomalyDataset(
+        data.datamodule.train_data, data.synthesizer, data.anomaly_ratio, data.synthesis_seed
+    )
+    bank = build_with_trainer(data.cache, source, trainer_kwargs, batch_size=cfg.batch_size)
+    if pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).is_global_zero:
+        print(f"synthesis bank: {bank} ({len(source)} entries)")
     return 0
 
 

@@ -167,8 +167,8 @@ def make_entry(source: SyntheticAnomalyDataset, index: int) -> dict[str, Any]:
     """Entry ``index``: exactly what ``source[index]`` returns (epoch 0)."""
     item = source[index]
     return {
-        "image": item.image.as_subclass(Tensor).contiguous(),
-        "mask": item.gt_mask.as_subclass(Tensor).unsqueeze(0).float().contiguous(),
+        "image": Tensor(item.image).as_subclass(Tensor).contiguous(),
+        "mask": Tensor(item.gt_mask).as_subclass(Tensor).unsqueeze(0).float().contiguous(),
         "label": torch.as_tensor(item.gt_label).long(),
         "strength": torch.as_tensor(item.anomaly_strength).float(),
         "source_image": item.source_image.contiguous(),  # type: ignore[union-attr]
@@ -286,7 +286,7 @@ def build_with_trainer(
     """Build the bank through ``Trainer.predict`` (any strategy: DDP over devices and nodes)."""
     key = cache.key(source)
     bank = cache.bank_dir(source, key)
-    kwargs = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False}
+    kwargs: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False}
     kwargs.update(trainer_kwargs or {})
     kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), CacheWriter(bank)]
     trainer = pl.Trainer(**kwargs)

@@ -82,8 +82,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self.reseed_every_epoch = bool(reseed_every_epoch)
 
     @property
-    @override
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return self.datamodule.name
 
     @property  # type: ignore[override]
