@@ -1,0 +1,135 @@
+"""SyntheticAnomalyDataset and SyntheticAnomalyDataModule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from anomalysynth.callbacks import SynthesizeOnDevice
+from anomalysynth.datamodules import (
+    EpochSampler,
+    SyntheticAnomalyDataModule,
+    SyntheticAnomalyDataset,
+    SyntheticImageBatch,
+)
+from anomalysynth.synth import create_synthesizer
+
+
+def all_items(loader) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    out = {}
+    for batch in loader:
+        for i, path in enumerate(batch.image_path):
+            out[path] = (batch.image[i].clone(), batch.gt_mask[i].clone(), batch.gt_label[i].clone())
+    return out
+
+
+@pytest.fixture
+def wrapped(tiny_folder):
+    tiny_folder.setup()
+    return SyntheticAnomalyDataset(tiny_folder.train_data, create_synthesizer("cutpaste"), anomaly_ratio=0.5, seed=3)
+
+
+def test_items_do_not_depend_on_workers_or_batch_size(wrapped):
+    reference = None
+    for workers, batch_size in ((0, 1), (2, 8), (0, 8), (2, 1)):
+        loader = DataLoader(
+            wrapped, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=wrapped.collate_fn
+        )
+        items = all_items(loader)
+        if reference is None:
+            reference = items
+            continue
+        assert items.keys() == reference.keys()
+        for key, (image, mask, label) in items.items():
+            assert torch.equal(image, reference[key][0]) and torch.equal(mask, reference[key][1])
+            assert label == reference[key][2]
+
+
+def test_anomaly_fraction_follows_the_ratio(tiny_folder):
+    tiny_folder.setup()
+    for ratio in (0.0, 0.3, 1.0):
+        ds = SyntheticAnomalyDataset(tiny_folder.train_data, create_synthesizer("cutpaste"), anomaly_ratio=ratio)
+        big = torch.utils.data.ConcatDataset([ds] * 1)
+        labels = torch.stack([torch.as_tensor(big[i].gt_label) for i in range(len(big))]).float()
+        if ratio in (0.0, 1.0):
+            assert labels.mean() == ratio
+    # statistically, over many keys
+    ds = SyntheticAnomalyDataset(tiny_folder.train_data, create_synthesizer("cutpaste"), anomaly_ratio=0.3)
+    decisions = []
+    for key in range(400):
+        g = __import__("anomalysynth.datamodules.synthetic", fromlist=["x"]).sample_generator(0, key)
+        decisions.append(float(torch.rand((), generator=g) < ds.anomaly_ratio))
+    assert abs(np.mean(decisions) - 0.3) < 0.07
+
+
+def test_items_carry_the_clean_source_and_honest_labels(wrapped):
+    for i in range(len(wrapped)):
+        item = wrapped[i]
+        clean = np.asarray(Image.open(item.image_path).convert("RGB"), dtype=np.float32) / 255
+        assert torch.allclose(item.source_image, torch.from_numpy(clean).permute(2, 0, 1), atol=1e-6)
+        assert bool(item.gt_label) == bool(item.gt_mask.any())
+        outside = ~item.gt_mask.unsqueeze(0).expand_as(item.image)
+        assert torch.equal(item.image[outside], item.source_image[outside])
+
+
+def test_reseeding_changes_anomalies_per_epoch_only_when_asked(tiny_folder):
+    tiny_folder.setup()
+    synth = create_synthesizer("cutpaste")
+    fixed = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=1.0)
+    fresh = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=1.0, reseed_every_epoch=True)
+    assert torch.equal(fixed[(0, 2)].image, fixed[(5, 2)].image)
+    assert not torch.equal(fresh[(0, 2)].image, fresh[(5, 2)].image)
+    assert torch.equal(fresh[(5, 2)].image, fresh[(5, 2)].image)
+    sampler = EpochSampler(len(fresh), seed=1)
+    sampler.set_epoch(3)
+    assert {e for e, _ in sampler} == {3} and sorted(i for _, i in sampler) == list(range(len(fresh)))
+
+
+def test_on_device_callback_matches_the_dataset_path(tiny_folder):
+    tiny_folder.setup()
+    synth = create_synthesizer("perlin_texture")
+    dataset_path = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=0.5, seed=7)
+    callback = SynthesizeOnDevice(synth, anomaly_ratio=0.5, seed=7)
+    batch = tiny_folder.train_data.collate_fn([tiny_folder.train_data[i] for i in range(len(tiny_folder.train_data))])
+    clean = batch.image.clone()
+
+    class _Trainer:
+        current_epoch = 0
+
+    callback.on_train_batch_start(_Trainer(), None, batch, 0)
+    for i in range(len(dataset_path)):
+        item = dataset_path[i]
+        assert item.image_path == batch.image_path[i]
+        assert torch.equal(item.image, batch.image[i])
+        assert torch.equal(item.gt_mask, batch.gt_mask[i])
+        assert bool(item.gt_label) == bool(batch.gt_label[i])
+    assert torch.equal(batch.source_image, clean)
+
+
+def test_datamodule_replaces_only_the_training_split(tiny_folder):
+    dm = SyntheticAnomalyDataModule(tiny_folder, create_synthesizer("cutpaste"), anomaly_ratio=1.0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert isinstance(batch, SyntheticImageBatch) and batch.source_image is not None
+    assert batch.gt_label.all()
+    assert dm.val_data is tiny_folder.val_data and dm.test_data is tiny_folder.test_data
+    test_batch = next(iter(dm.test_dataloader()))
+    assert not hasattr(test_batch, "source_image") or test_batch.source_image is None
+    assert dm.name == tiny_folder.name and dm.category == tiny_folder.category
+
+
+def test_datamodule_rejects_bad_arguments(tiny_folder):
+    synth = create_synthesizer("cutpaste")
+    with pytest.raises(ValueError, match="AnomalibDataModule"):
+        SyntheticAnomalyDataModule(object(), synth)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Synthesizer"):
+        SyntheticAnomalyDataModule(tiny_folder, "cutpaste")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode"):
+        SyntheticAnomalyDataModule(tiny_folder, synth, mode="lazy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="reseed_every_epoch"):
+        SyntheticAnomalyDataModule(tiny_folder, synth, mode="cached", reseed_every_epoch=True)
+    with pytest.raises(ValueError, match="SynthesizeOnDevice"):
+        SynthesizeOnDevice("cutpaste")  # type: ignore[arg-type]
