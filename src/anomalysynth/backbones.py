@@ -152,7 +152,7 @@ def _register_tag(architecture: str, weights: Path) -> None:
         raise ValueError(f"timm has no pretrained config for {architecture}.")
     cfg = replace(default, file=str(weights), url="", hf_hub_id=None, tag=OFFLINE_TAG, source=None)
     _registry._model_pretrained_cfgs[name] = cfg
-    _registry._model_has_pretrained.add(architecture)
+    _registry._model_has_pretrained.add(name)
     if name not in _registry._model_with_tags[architecture]:
         _registry._model_with_tags[architecture].append(name)
     default_cfgs: Any = _registry._model_default_cfgs.get(architecture)  # a DefaultCfg (tags, cfgs)

@@ -111,7 +111,9 @@ def _cache(argv: Sequence[str]) -> int:
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML file with the arguments below")
     parser.add_subclass_arguments(SyntheticAnomalyDataModule, "data", help="the SyntheticAnomalyDataModule to cache")
     parser.add_argument("--batch_size", type=int, default=8, help="samples per predict step")
-    parser.add_class_arguments(pl.Trainer, "trainer", fail_untyped=False, skip={"callbacks", "logger", "enable_checkpointing"})
+    parser.add_class_arguments(
+        pl.Trainer, "trainer", fail_untyped=False, skip={"callbacks", "logger", "enable_checkpointing"}
+    )
     cfg = parser.parse_args(list(argv))
     init = parser.instantiate_classes(cfg)
     data: SyntheticAnomalyDataModule = init.data
