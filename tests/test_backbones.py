@@ -44,7 +44,7 @@ def test_user_weights_file_and_clear_errors(tmp_path):
     assert torch.equal(loaded.conv1.weight, model.conv1.weight)
     with pytest.raises(ValueError, match="weights="):
         create_timm_model("resnet18")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         create_timm_model("resnet18", weights=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="Unknown timm model"):
         create_timm_model("no_such_net", weights=path)

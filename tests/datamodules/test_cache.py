@@ -74,11 +74,11 @@ def test_truncated_or_altered_entries_are_detected(tmp_path, source):
     dataset = cache.dataset(source)
     entry = bank / "entries" / "00000003.pt"
     entry.write_bytes(entry.read_bytes()[:100])
-    with pytest.raises(CacheCorruptError, match="00000003.pt"):
+    with pytest.raises(CacheCorruptError, match=r"00000003\.pt"):
         dataset[3]
     dataset[2]  # the others still read
     entry.unlink()
-    with pytest.raises(CacheCorruptError, match="00000003.pt"):
+    with pytest.raises(CacheCorruptError, match=r"00000003\.pt"):
         read_entry(bank, 3)
 
 
