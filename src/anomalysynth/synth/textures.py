@@ -149,7 +149,7 @@ class TextureAugment:
     def __call__(self, textures: Tensor, params: dict[str, Tensor]) -> Tensor:
         """Augment (B, C, H, W) textures in [0, 1] with the drawn operations."""
         b, c = textures.shape[:2]
-        levels = _quantize(textures)  # (B, C, H, W) uint8 pixels
+        levels = _quantize(textures)  # (B, C, H*W) int64 levels: the index type of gather/scatter
         identity = torch.arange(256, device=textures.device, dtype=textures.dtype) / 255
         table = identity.expand(b, c, 256).clone()  # pending per-pixel mapping, level -> value
         ops = params["aug_ops"].to(textures.device)
@@ -170,33 +170,26 @@ class TextureAugment:
                     hist.scatter_add_(2, entries, _histogram(levels[idx]))
                     table[idx] = torch.gather(func(hist, sub), 2, entries)
                 else:
-                    pixels = _lookup(table[idx], levels[idx])
-                    levels[idx] = _quantize(func(pixels, sub).clamp_(0, 1))
+                    pixels = torch.gather(table[idx], 2, levels[idx]).view(len(idx), *textures.shape[1:])
+                    levels[idx] = _quantize(func(pixels, sub))
                     table[idx] = identity
-        return _lookup(table, levels)
+        return torch.gather(table, 2, levels).view(textures.shape)
 
 
 def _quantize(x: Tensor) -> Tensor:
-    # through int32: float -> uint8 directly is several times slower on CPU
-    return (x * 255).round_().clamp_(0, 255).to(torch.int32).to(torch.uint8)
+    """(N, C, H*W) int64 8-bit levels of (N, C, H, W) values (clamped to [0, 1])."""
+    return (x.reshape(x.shape[0], x.shape[1], -1) * 255).clamp_(0, 255).round_().long()
 
 
 def _requantize(values: Tensor) -> Tensor:
     return (values.clamp(0, 1) * 255).round_() / 255
 
 
-def _lookup(table: Tensor, levels: Tensor) -> Tensor:
-    """(N, C, H, W) values ``table[n, c, levels[n, c, y, x]]``."""
-    n, c = levels.shape[:2]
-    return torch.gather(table, 2, levels.view(n, c, -1).long()).view(levels.shape)
-
-
 def _histogram(levels: Tensor) -> Tensor:
-    """(N, C, 256) pixel counts of 8-bit levels."""
+    """(N, C, 256) pixel counts of (N, C, H*W) int64 levels."""
     n, c = levels.shape[:2]
-    flat = levels.view(n, c, -1).long()
-    counts = torch.ones_like(flat, dtype=torch.float32)
-    return torch.zeros(n, c, 256, device=levels.device).scatter_add_(2, flat, counts)
+    counts = torch.ones(1, 1, 1, device=levels.device).expand(n, c, levels.shape[-1])
+    return torch.zeros(n, c, 256, device=levels.device).scatter_add_(2, levels, counts)
 
 
 def _gamma(x: Tensor, p: dict[str, Tensor]) -> Tensor:
