@@ -1,0 +1,5 @@
+"""Detectors."""
+
+from anomalysynth.models.realnet import RealNet
+
+__all__ = ["RealNet"]

@@ -1,0 +1,143 @@
+"""RealNet as an anomalib module: Engine, CLI, metrics, visualizer and export work with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import Tensor
+
+from anomalysynth.backbones import create_timm_model
+from anomalysynth.models.realnet.torch_model import RealNetModel
+
+__all__ = ["RealNet"]
+
+_LEVEL_REDUCTIONS = (4, 8, 16, 32)
+
+
+class RealNet(AnomalibModule):
+    """RealNet (Zhang et al., CVPR 2024): feature reconstruction with anomaly-aware
+    feature selection, reconstruction residual selection and a discriminator.
+
+    Trains on synthetic anomalies: batches need ``source_image`` (wrap the
+    datamodule in :class:`~anomalysynth.datamodules.SyntheticAnomalyDataModule` or
+    add :class:`~anomalysynth.callbacks.SynthesizeOnDevice`). Add
+    :class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection` to choose the
+    channels by AFS; without it the first ``dims[k]`` channels are used.
+
+    Args:
+        backbone: timm name; the default has offline weights.
+        weights: a weights file for backbones without offline weights.
+        dims: channels kept per level (default scaled from RealNet's {256, 512, 512, 256}).
+        rrs_ratio: fraction of residual channels kept by RRS.
+        lr: Adam learning rate.
+        pre_processor, post_processor, evaluator, visualizer: as anomalib's modules.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0.offline_in1k",
+        weights: str | None = None,
+        dims: Sequence[int] | None = None,
+        rrs_ratio: float = 1 / 3,
+        lr: float = 1e-4,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        super().__init__(
+            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
+        )
+        probe: Any = create_timm_model(backbone, weights=weights, features_only=True, pretrained_strict=False)
+        reductions = probe.feature_info.reduction()
+        out_indices = [i for i, r in enumerate(reductions) if r in _LEVEL_REDUCTIONS]
+        if len(out_indices) != len(_LEVEL_REDUCTIONS):
+            raise ValueError(f"{backbone} has feature reductions {reductions}; RealNet needs levels at 4, 8, 16, 32.")
+        extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
+        channels = extractor.feature_info.channels()
+        self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio)
+        self.lr = float(lr)
+        self.register_buffer("afs_done", torch.tensor(False))
+
+    # ------------------------------------------------------------------ AFS protocol
+    @property
+    def afs_dims(self) -> list[int]:
+        return list(self.model.dims)
+
+    def afs_features(self, images: Tensor) -> list[Tensor]:  # noqa: D102
+        """All channels of every level for raw (B, C, H, W) images in [0, 1]."""
+        return self.model.extract(self._pre(images))
+
+    def set_feature_selection(self, indices: Sequence[Tensor]) -> None:
+        self.model.set_feature_selection(indices)
+        self.afs_done.fill_(True)  # type: ignore[operator]
+
+    @property
+    def feature_selection_done(self) -> bool:
+        return bool(self.afs_done)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        del args, kwargs
+        source = getattr(batch, "source_image", None)
+        if source is None:
+            raise ValueError(
+                "RealNet trains on synthetic anomalies: its batches need `source_image`. Wrap the datamodule in "
+                "anomalysynth.datamodules.SyntheticAnomalyDataModule or add the SynthesizeOnDevice callback."
+            )
+        image: Any = batch.image
+        out = self.model(image)
+        target = self.model.select(self.model.extract(self._pre(source, size=image.shape[-2:])))
+        reconstruction = sum(F.mse_loss(r, t) for r, t in zip(out.reconstructions, target, strict=True))
+        mask = batch.gt_mask
+        if mask is None:
+            raise ValueError("RealNet needs `gt_mask` in training batches (the synthetic anomaly masks).")
+        mask = mask.float().view(mask.shape[0], 1, *mask.shape[-2:])
+        mask = F.interpolate(mask, size=out.logits.shape[-2:], mode="nearest")[:, 0].long()
+        segmentation = F.cross_entropy(out.logits, mask)
+        loss = reconstruction + segmentation
+        self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=image.shape[0])
+        return {"loss": loss}
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        del args, kwargs
+        out = self.model(batch.image)
+        return batch.update(pred_score=out.pred_score, anomaly_map=out.anomaly_map[:, 0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [*self.model.reconstruction.parameters(), *self.model.discriminator.parameters()]
+        return torch.optim.Adam(params, lr=self.lr)
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        return {"num_sanity_val_steps": 0}
+
+    @property
+    def learning_type(self) -> LearningType:
+        return LearningType.ONE_CLASS
+
+    # ------------------------------------------------------------------ helpers
+    def _pre(self, images: Tensor, size: Any = None) -> Tensor:
+        """Apply the pre-processor's transform (resize + ImageNet normalisation) to raw images."""
+        transform = getattr(self.pre_processor, "transform", None)
+        out = transform(images) if transform is not None else images
+        if size is not None and out.shape[-2:] != tuple(size):
+            out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
+        return out.as_subclass(Tensor)
+
+    def save_feature_selection(self, path: str | Path) -> None:
+        from anomalysynth.callbacks.afs import save_indices
+
+        save_indices(path, self.model.selections)

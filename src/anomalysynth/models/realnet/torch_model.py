@@ -1,0 +1,187 @@
+"""RealNet's torch model: frozen backbone, selected features, reconstruction, RRS, discriminator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from anomalysynth.models.realnet.rrs import residual_selection
+
+__all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims"]
+
+# RealNet's dims for WideResNet50 (channels 256, 512, 1024, 2048)
+_REFERENCE_CHANNELS = (256, 512, 1024, 2048)
+_REFERENCE_DIMS = (256, 512, 512, 256)
+
+
+def default_dims(channels: Sequence[int]) -> list[int]:
+    """RealNet's {256, 512, 512, 256} for WideResNet50, scaled to the backbone's channels."""
+    dims = []
+    for k, c in enumerate(channels):
+        ref = k if k < len(_REFERENCE_CHANNELS) else -1
+        dims.append(max(8, min(c, round(c * _REFERENCE_DIMS[ref] / _REFERENCE_CHANNELS[ref]))))
+    return dims
+
+
+class RealNetOutput(NamedTuple):
+    logits: Tensor  # (B, 2, H, W) discriminator logits at image size
+    anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1
+    pred_score: Tensor  # (B,) max of the 16x16 average-pooled map
+    reconstructions: list[Tensor]
+    features: list[Tensor]
+
+
+class RealNetModel(nn.Module):
+    """RealNet (Zhang et al., CVPR 2024) on any feature extractor.
+
+    Args:
+        extractor: module returning a list (or dict) of per-level features, finest first.
+        channels: channels of each level.
+        dims: channels kept per level (AFS); default scaled from RealNet's.
+        rrs_ratio: fraction of residual channels kept by RRS.
+    """
+
+    def __init__(
+        self, extractor: nn.Module, channels: Sequence[int], dims: Sequence[int] | None = None, rrs_ratio: float = 1 / 3
+    ) -> None:
+        super().__init__()
+        dims = list(dims) if dims is not None else default_dims(channels)
+        if len(dims) != len(channels):
+            raise ValueError(f"`dims` needs one entry per level ({len(channels)}); got {dims}.")
+        for k, (d, c) in enumerate(zip(dims, channels, strict=True)):
+            if not 0 < d <= c:
+                raise ValueError(f"`dims[{k}]` = {d} must lie in [1, {c}] (the layer's channels).")
+        if not 0 < rrs_ratio <= 1:
+            raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
+        self.extractor = extractor.eval().requires_grad_(False)
+        self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
+        for k, d in enumerate(dims):
+            # the selected channel indices; set by AFS and saved with the model
+            self.register_buffer(f"selection_{k}", torch.arange(d))
+        self.reconstruction = nn.ModuleList([ReconstructionUNet(d) for d in dims])
+        total = sum(dims)
+        kept = 2 * max(1, int(total * rrs_ratio) // 2)
+        self.rrs_norm = nn.BatchNorm2d(total, affine=False)
+        self.discriminator = _discriminator(kept)
+
+    def train(self, mode: bool = True) -> RealNetModel:
+        super().train(mode)
+        self.extractor.eval()  # the backbone stays frozen
+        return self
+
+    @property
+    def selections(self) -> list[Tensor]:
+        return [getattr(self, f"selection_{k}") for k in range(len(self.dims))]
+
+    def set_feature_selection(self, indices: Sequence[Tensor]) -> None:
+        """Install per-level channel indices (from AFS)."""
+        if len(indices) != len(self.dims):
+            raise ValueError(f"Expected {len(self.dims)} index tensors; got {len(indices)}.")
+        for k, (index, d, c) in enumerate(zip(indices, self.dims, self.channels, strict=True)):
+            index = torch.as_tensor(index, dtype=torch.long)
+            if index.shape != (d,) or int(index.min()) < 0 or int(index.max()) >= c:
+                raise ValueError(f"Level {k}: expected {d} channel indices in [0, {c}); got {tuple(index.shape)}.")
+            getattr(self, f"selection_{k}").copy_(index.to(getattr(self, f"selection_{k}").device))
+
+    def extract(self, images: Tensor) -> list[Tensor]:
+        """All channels of every level (no gradient)."""
+        with torch.no_grad():
+            features = self.extractor(images)
+        return list(features.values()) if isinstance(features, dict) else list(features)
+
+    def select(self, features: list[Tensor]) -> list[Tensor]:
+        return [f.index_select(1, s) for f, s in zip(features, self.selections, strict=True)]
+
+    def forward(self, images: Tensor) -> RealNetOutput:
+        features = self.select(self.extract(images))
+        reconstructions = [g(f) for g, f in zip(self.reconstruction, features, strict=True)]
+        residuals = [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
+        selected = residual_selection(residuals, self.rrs_ratio, norm=self.rrs_norm)
+        logits = F.interpolate(
+            self.discriminator(selected), size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
+        anomaly_map = logits.softmax(dim=1)[:, 1:2]
+        pool = max(1, min(16, *images.shape[-2:]))
+        pooled = F.avg_pool2d(anomaly_map, pool, stride=1)
+        return RealNetOutput(logits, anomaly_map, pooled.flatten(1).amax(dim=1), reconstructions, features)
+
+
+class ReconstructionUNet(nn.Module):
+    """Small U-Net: in = out = ``channels``, base width channels/2, mult (1, 2, 4),
+    2 residual blocks per scale, GroupNorm + SiLU, zero-initialised output conv."""
+
+    def __init__(self, channels: int, mult: Sequence[int] = (1, 2, 4), res_blocks: int = 2) -> None:
+        super().__init__()
+        base = max(4, channels // 2)
+        widths = [base * m for m in mult]
+        self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.pools = nn.ModuleList()
+        prev = widths[0]
+        for i, w in enumerate(widths):
+            self.down.append(nn.Sequential(*[_ResBlock(prev if j == 0 else w, w) for j in range(res_blocks)]))
+            prev = w
+            if i < len(widths) - 1:
+                self.pools.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
+        self.up = nn.ModuleList()
+        for i in reversed(range(len(widths) - 1)):
+            self.up.append(nn.Sequential(_ResBlock(prev + widths[i], widths[i]), _ResBlock(widths[i], widths[i])))
+            prev = widths[i]
+        out_conv = nn.Conv2d(prev, channels, 3, padding=1)
+        nn.init.zeros_(out_conv.weight)
+        nn.init.zeros_(out_conv.bias)  # type: ignore[arg-type]
+        self.out = nn.Sequential(_norm(prev), nn.SiLU(), out_conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h)
+            if i < len(self.pools):
+                skips.append(h)
+                h = self.pools[i](h)
+        for block in self.up:
+            skip = skips.pop()
+            h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = block(torch.cat([h, skip], dim=1))
+        return self.out(h)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(cin),
+            nn.SiLU(),
+            nn.Conv2d(cin, cout, 3, padding=1),
+            _norm(cout),
+            nn.SiLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
+        )
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.skip(x) + self.body(x)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    # at most 8 groups of at least 2 channels, so even 1x1 maps normalise
+    groups = next(g for g in (8, 4, 2, 1) if channels % g == 0 and (channels // g >= 2 or g == 1))
+    return nn.GroupNorm(groups, channels)
+
+
+def _discriminator(channels: int) -> nn.Sequential:
+    width = max(16, min(128, channels))
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, width // 2, 3, padding=1),
+        nn.BatchNorm2d(width // 2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width // 2, 2, 1),
+    )

@@ -1,0 +1,80 @@
+"""The AnomalyAwareFeatureSelection callback on a real Trainer."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from anomalysynth.callbacks import AnomalyAwareFeatureSelection
+from anomalysynth.datamodules import SyntheticAnomalyDataModule
+from anomalysynth.synth import create_synthesizer
+from tests.models.test_realnet import CHANNELS, TinyExtractor
+
+
+class TinyAFSModule(pl.LightningModule):
+    """The smallest module implementing the AFS protocol."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.extractor = TinyExtractor()
+        self.head = torch.nn.Linear(1, 1)
+        self.afs_dims = [4, 6, 8, 10]
+        self.indices = None
+        self.calls = 0
+
+    def afs_features(self, images):
+        self.calls += 1
+        return self.extractor(images)
+
+    def set_feature_selection(self, indices):
+        self.indices = [torch.as_tensor(i) for i in indices]
+
+    @property
+    def feature_selection_done(self):
+        return self.indices is not None
+
+    def training_step(self, batch, batch_idx):
+        return self.head(torch.ones(1, 1)).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(module, datamodule, callback, tmp_path):
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[callback],
+    )
+    trainer.fit(module, datamodule=datamodule)
+
+
+def test_afs_runs_before_training_and_its_cache_is_reused(tiny_folder, tmp_path):
+    dm = SyntheticAnomalyDataModule(tiny_folder, create_synthesizer("cutpaste"), anomaly_ratio=1.0)
+    cache = tmp_path / "afs.pt"
+    first = TinyAFSModule()
+    fit(first, dm, AnomalyAwareFeatureSelection(num_batches=2, cache_path=str(cache)), tmp_path)
+    assert first.calls > 0 and cache.is_file()
+    assert [len(i) for i in first.indices] == first.afs_dims
+    assert all(int(i.max()) < c for i, c in zip(first.indices, CHANNELS, strict=True))
+    second = TinyAFSModule()
+    fit(second, dm, AnomalyAwareFeatureSelection(num_batches=2, cache_path=str(cache)), tmp_path)
+    assert second.calls == 0, "indices come from the cache file, not recomputed"
+    assert all(torch.equal(a, b) for a, b in zip(first.indices, second.indices, strict=True))
+
+
+def test_afs_rejects_bad_arguments_and_modules(tiny_folder, tmp_path):
+    with pytest.raises(ValueError, match="num_batches"):
+        AnomalyAwareFeatureSelection(num_batches=0)
+    dm = SyntheticAnomalyDataModule(tiny_folder, create_synthesizer("cutpaste"), anomaly_ratio=1.0)
+    module = TinyAFSModule()
+    module.afs_dims = [4, 6, 8, 99]
+    with pytest.raises(ValueError, match=r"dims\[3\]"):
+        fit(module, dm, AnomalyAwareFeatureSelection(num_batches=1), tmp_path)

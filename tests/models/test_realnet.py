@@ -1,0 +1,128 @@
+"""RealNet: AFS, RRS, shapes, checkpoints, errors."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from anomalysynth.models.realnet import RealNetModel, afs_channel_errors, residual_selection, select_channels
+from anomalysynth.models.realnet.afs import AFSAccumulator
+
+CHANNELS = (8, 12, 16, 20)
+
+
+class TinyExtractor(nn.Module):
+    """Four levels at strides 4, 8, 16, 32 with random weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        convs, cin = [], 3
+        for i, c in enumerate(CHANNELS):
+            convs.append(nn.Conv2d(cin, c, 3, stride=4 if i == 0 else 2, padding=1))
+            cin = c
+        self.convs = nn.ModuleList(convs)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+            out.append(x)
+        return out
+
+
+def tiny_model(dims=(4, 6, 8, 10)) -> RealNetModel:
+    torch.manual_seed(0)
+    return RealNetModel(TinyExtractor(), CHANNELS, dims)
+
+
+def test_afs_selects_exactly_the_channels_that_carry_the_mask():
+    g = torch.Generator().manual_seed(0)
+    b, c, h, w = 6, 32, 16, 16
+    mask = torch.zeros(b, 1, 64, 64)
+    for i in range(b):
+        y, x = torch.randint(0, 40, (2,), generator=g).tolist()
+        mask[i, :, y : y + 20, x : x + 16] = 1
+    planted = torch.tensor([3, 7, 19, 30])
+    normal = torch.randn(b, c, h, w, generator=g)
+    anomalous = normal + 0.3 * torch.randn(b, c, h, w, generator=g)  # noise everywhere
+    small = torch.nn.functional.interpolate(mask, size=(h, w), mode="nearest")
+    anomalous[:, planted] = normal[:, planted] + 3.0 * small  # the planted channels answer the anomaly
+    accumulator = AFSAccumulator()
+    accumulator.update([anomalous], [normal], mask)
+    (chosen,) = accumulator.select([4])
+    assert torch.equal(chosen, planted)
+    assert torch.equal(select_channels(afs_channel_errors(anomalous, normal, mask), 4), planted)
+
+
+def test_rrs_keeps_the_top_channels_by_max_and_by_mean():
+    b, size = 2, (4, 4)
+    residual = torch.zeros(b, 6, *size)
+    residual[:, 0, 0, 0] = 10.0  # high max, low mean
+    residual[:, 1] = 2.0  # high mean
+    residual[:, 2, 1, 1] = 5.0  # second max
+    residual += 0.01 * torch.arange(6).view(1, 6, 1, 1)
+    kept = residual_selection([residual], ratio=4 / 6, norm=lambda x: x)
+    assert kept.shape == (b, 4, *size)
+    assert torch.equal(kept[:, 0], residual[:, 0]) and torch.equal(kept[:, 1], residual[:, 2])
+    assert torch.equal(kept[:, 2], residual[:, 1])
+
+
+@pytest.mark.parametrize("size", [(64, 64), (67, 45), (33, 97)])
+def test_output_shapes_for_odd_image_sizes(size):
+    model = tiny_model().eval()
+    out = model(torch.rand(2, 3, *size))
+    assert out.logits.shape == (2, 2, *size) and out.anomaly_map.shape == (2, 1, *size)
+    assert out.pred_score.shape == (2,) and ((out.pred_score >= 0) & (out.pred_score <= 1)).all()
+    assert [r.shape for r in out.reconstructions] == [f.shape for f in out.features]
+
+
+def test_reconstruction_starts_at_zero_and_the_backbone_is_frozen():
+    model = tiny_model()
+    model.train()
+    assert not model.extractor.training
+    out = model(torch.rand(1, 3, 64, 64))
+    assert all(r.abs().max() == 0 for r in out.reconstructions)  # zero-initialised output convs
+    assert not any(p.requires_grad for p in model.extractor.parameters())
+
+
+def test_feature_selection_survives_a_checkpoint_round_trip():
+    model = tiny_model()
+    chosen = [torch.tensor([0, 2, 5, 7]), torch.arange(6) + 3, torch.arange(8) * 2, torch.arange(10) + 10]
+    model.set_feature_selection(chosen)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    restored = tiny_model()
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert all(torch.equal(a, b) for a, b in zip(restored.selections, chosen, strict=True))
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match=r"dims\[1\]"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 99, 8, 10))
+    with pytest.raises(ValueError, match="one entry per level"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6))
+    model = tiny_model()
+    with pytest.raises(ValueError, match="Level 0"):
+        model.set_feature_selection([torch.tensor([0, 99, 1, 2]), *model.selections[1:]])
+    with pytest.raises(ValueError, match="Cannot select"):
+        select_channels(torch.rand(5), 6)
+
+
+def test_lightning_module_errors_name_what_to_pass():
+    from anomalysynth.models import RealNet
+
+    with pytest.raises(ValueError, match="Unknown timm model"):
+        RealNet(backbone="no_such_backbone")
+    model = RealNet()
+
+    class Batch:
+        image = torch.rand(1, 3, 64, 64)
+        gt_mask = torch.zeros(1, 64, 64, dtype=torch.bool)
+        source_image = None
+
+    with pytest.raises(ValueError, match="source_image"):
+        model.training_step(Batch())
