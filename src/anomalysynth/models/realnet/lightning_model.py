@@ -76,7 +76,7 @@ class RealNet(AnomalibModule):
     def afs_dims(self) -> list[int]:
         return list(self.model.dims)
 
-    def afs_features(self, images: Tensor) -> list[Tensor]:  # noqa: D102
+    def afs_features(self, images: Tensor) -> list[Tensor]:
         """All channels of every level for raw (B, C, H, W) images in [0, 1]."""
         return self.model.extract(self._pre(images))
 
