@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import Tensor
 
 from anomalysynth.backbones import create_timm_model
+from anomalysynth.models.preprocess import pre_process
 from anomalysynth.models.realnet.torch_model import RealNetModel
 
 __all__ = ["RealNet"]
@@ -130,12 +131,7 @@ class RealNet(AnomalibModule):
 
     # ------------------------------------------------------------------ helpers
     def _pre(self, images: Tensor, size: Any = None) -> Tensor:
-        """Apply the pre-processor's transform (resize + ImageNet normalisation) to raw images."""
-        transform = getattr(self.pre_processor, "transform", None)
-        out = transform(images) if transform is not None else images
-        if size is not None and out.shape[-2:] != tuple(size):
-            out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
-        return out.as_subclass(Tensor)
+        return pre_process(self, images, size)
 
     def save_feature_selection(self, path: str | Path) -> None:
         from anomalysynth.callbacks.afs import save_indices
