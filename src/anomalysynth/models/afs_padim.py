@@ -54,7 +54,7 @@ class AFSPadim(Padim):
     def afs_dims(self) -> list[int]:
         """``n_features`` split over the layers in proportion to their channels."""
         dims = self.model.feature_extractor.out_dims
-        total, keep = sum(dims), self.model.n_features
+        total, keep = sum(dims), int(self.model.n_features or 0)
         split = [max(1, round(keep * d / total)) for d in dims]
         split[-1] = keep - sum(split[:-1])
         return split
