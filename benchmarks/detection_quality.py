@@ -1,0 +1,171 @@
+"""Detection quality: RealNet vs anomalib's PatchCore and PaDiM, same backbone, same data.
+
+Every model uses the offline EfficientNet-Lite0, the same image size and the CPU.
+Prints image AUROC, pixel AUROC, AUPRO, training time and inference images/s for
+each, with ratios against PatchCore, plus ablation rows (RealNet with AFS vs
+random vs all channels; AFSPadim vs PaDiM). Run it alone:
+
+    python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--rows all]
+
+``--root`` is any MVTec-style folder (train/good, test/good, test/<defect>,
+ground_truth/<defect>/<name>_mask.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+
+def folder(root: Path, image_size: int, batch: int) -> Any:
+    from anomalib.data import Folder
+    from torchvision.transforms.v2 import Resize
+
+    defects = sorted(p.name for p in (root / "test").iterdir() if p.is_dir() and p.name != "good")
+    return Folder(
+        name=root.name,
+        root=root,
+        normal_dir="train/good",
+        normal_test_dir="test/good",
+        abnormal_dir=[f"test/{d}" for d in defects],
+        mask_dir=[f"ground_truth/{d}" for d in defects],
+        train_batch_size=batch,
+        eval_batch_size=batch,
+        num_workers=2,
+        augmentations=Resize((image_size, image_size)),
+        seed=0,
+    )
+
+
+def evaluator() -> Any:
+    from anomalib.metrics import AUPRO, AUROC, Evaluator
+
+    return Evaluator(
+        test_metrics=[
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_"),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_"),
+        ]
+    )
+
+
+def run(name: str, model: Any, datamodule: Any, epochs: int, callbacks: list | None = None) -> dict[str, Any]:
+    from anomalib.engine import Engine
+
+    pl.seed_everything(0, verbose=False)
+    engine = Engine(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=callbacks or [],
+        default_root_dir="results/bench",
+    )
+    start = time.perf_counter()
+    engine.fit(model=model, datamodule=datamodule)
+    train_time = time.perf_counter() - start
+    start = time.perf_counter()
+    (metrics,) = engine.test(model=model, datamodule=datamodule, verbose=False)
+    test_time = time.perf_counter() - start
+    n_test = len(datamodule.test_data)
+    row = {
+        "name": name,
+        "image_AUROC": metrics.get("image_AUROC", float("nan")),
+        "pixel_AUROC": metrics.get("pixel_AUROC", float("nan")),
+        "AUPRO": metrics.get("pixel_AUPRO", float("nan")),
+        "train_s": train_time,
+        "images_per_s": n_test / test_time,
+    }
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("../shared/datasets/deeppcb"))
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=20, help="RealNet epochs")
+    parser.add_argument("--synthesizer", default="perlin_texture")
+    parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
+    args = parser.parse_args()
+    if not (args.root / "train" / "good").is_dir():
+        raise SystemExit(f"{args.root} is not an MVTec-style folder (no train/good).")
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(2)
+
+    from anomalib.models import Padim, Patchcore
+
+    import anomalysynth  # noqa: F401
+    from anomalysynth.callbacks import AnomalyAwareFeatureSelection
+    from anomalysynth.datamodules import SyntheticAnomalyDataModule
+    from anomalysynth.models import AFSPadim, RealNet
+    from anomalysynth.synth import create_synthesizer
+
+    backbone = "efficientnet_lite0.offline_in1k"
+
+    def data() -> Any:
+        return folder(args.root, args.image_size, args.batch)
+
+    def synthetic() -> Any:
+        return SyntheticAnomalyDataModule(data(), create_synthesizer(args.synthesizer), anomaly_ratio=0.5)
+
+    def realnet(**kwargs: Any) -> Any:
+        return RealNet(backbone=backbone, lr=5e-4, evaluator=evaluator(), **kwargs)
+
+    rows = [
+        run(
+            "PatchCore", Patchcore(backbone=backbone, layers=["blocks.2", "blocks.4"], evaluator=evaluator()), data(), 1
+        ),
+        run(
+            "PaDiM",
+            Padim(backbone=backbone, layers=["blocks.1", "blocks.2", "blocks.4"], n_features=53, evaluator=evaluator()),
+            data(),
+            1,
+        ),
+        run("RealNet (AFS)", realnet(), synthetic(), args.epochs, [AnomalyAwareFeatureSelection(num_batches=16)]),
+    ]
+    if args.rows == "all":
+        random_channels = realnet()
+        generator = torch.Generator().manual_seed(0)
+        random_channels.set_feature_selection(
+            [
+                torch.randperm(c, generator=generator)[:d].sort().values
+                for c, d in zip(random_channels.model.channels, random_channels.model.dims, strict=True)
+            ]
+        )
+        rows.append(run("RealNet (random channels)", random_channels, synthetic(), args.epochs))
+        all_channels = realnet(dims=None)
+        all_channels = RealNet(
+            backbone=backbone, lr=5e-4, evaluator=evaluator(), dims=list(all_channels.model.channels)
+        )
+        rows.append(run("RealNet (all channels)", all_channels, synthetic(), args.epochs))
+        rows.append(
+            run(
+                "AFSPadim",
+                AFSPadim(backbone=backbone, n_features=53, evaluator=evaluator()),
+                synthetic(),
+                1,
+                [AnomalyAwareFeatureSelection(num_batches=16)],
+            )
+        )
+    anchor = rows[0]
+    print(f"\n{args.root.name}, {args.image_size}px, CPU (2 threads); ratios against PatchCore")
+    print(
+        f"{'model':28s} {'img AUROC':>9s} {'px AUROC':>9s} {'AUPRO':>7s} {'train s':>8s} {'img/s':>7s} {'x speed':>8s}"
+    )
+    for r in rows:
+        print(
+            f"{r['name']:28s} {r['image_AUROC']:9.3f} {r['pixel_AUROC']:9.3f} {r['AUPRO']:7.3f} {r['train_s']:8.1f} "
+            f"{r['images_per_s']:7.1f} {r['images_per_s'] / anchor['images_per_s']:8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
