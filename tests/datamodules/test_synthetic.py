@@ -133,3 +133,20 @@ def test_datamodule_rejects_bad_arguments(tiny_folder):
         SyntheticAnomalyDataModule(tiny_folder, synth, mode="cached", reseed_every_epoch=True)
     with pytest.raises(ValueError, match="SynthesizeOnDevice"):
         SynthesizeOnDevice("cutpaste")  # type: ignore[arg-type]
+
+
+def test_few_shot_keeps_a_seeded_subset_of_k_normal_images(tiny_folder):
+    synth = create_synthesizer("cutpaste")
+    dm = SyntheticAnomalyDataModule(tiny_folder, synth, num_shots=3, seed=5)
+    dm.setup("fit")
+    paths = sorted(dm.train_data[i].image_path for i in range(len(dm.train_data)))
+    assert len(paths) == 3
+    again = SyntheticAnomalyDataModule(tiny_folder, synth, num_shots=3, seed=5)
+    again.setup("fit")
+    assert sorted(again.train_data[i].image_path for i in range(3)) == paths
+    other = SyntheticAnomalyDataModule(tiny_folder, synth, num_shots=3, seed=6)
+    other.setup("fit")
+    assert sorted(other.train_data[i].image_path for i in range(3)) != paths
+    with pytest.raises(ValueError, match="num_shots"):
+        bad = SyntheticAnomalyDataModule(tiny_folder, synth, num_shots=999)
+        bad.setup("fit")

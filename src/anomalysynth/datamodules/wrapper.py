@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from anomalib.data import AnomalibDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from typing_extensions import override
 
 from anomalysynth.datamodules.cache import CachedSyntheticDataset, SynthesisCache
@@ -41,6 +42,9 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         reseed_every_epoch: fresh anomalies every epoch (``"on_the_fly"`` only).
         train_batch_size: overrides the wrapped module's training batch size.
         num_workers: overrides the wrapped module's number of workers.
+        num_shots: few-shot training: keep only this many normal training images,
+            chosen with ``seed`` (the same ``k`` images for the same seed), and make
+            the synthetic anomalies from them.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         reseed_every_epoch: bool = False,
         train_batch_size: int | None = None,
         num_workers: int | None = None,
+        num_shots: int | None = None,
     ) -> None:
         if not isinstance(datamodule, AnomalibDataModule):
             raise ValueError(
@@ -65,6 +70,8 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             raise ValueError(f"`mode` must be 'on_the_fly' or 'cached'; got {mode!r}.")
         if not 0.0 <= anomaly_ratio <= 1.0:
             raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
+        if num_shots is not None and num_shots < 1:
+            raise ValueError(f"`num_shots` must be >= 1; got {num_shots}.")
         if mode == "cached" and reseed_every_epoch:
             raise ValueError("`reseed_every_epoch` needs mode='on_the_fly': a cached bank is fixed.")
         super().__init__(
@@ -80,6 +87,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self.cache = SynthesisCache(cache_dir if cache_dir is not None else default_cache_dir())
         self.synthesis_seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
+        self.num_shots = num_shots
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -104,8 +112,11 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             if hasattr(self.datamodule, split):
                 setattr(self, split, getattr(self.datamodule, split))
         if hasattr(self.datamodule, "train_data"):
+            normal: Any = self.datamodule.train_data
+            if self.num_shots is not None:
+                normal = self._shots(normal)
             self.synthetic_source = SyntheticAnomalyDataset(
-                self.datamodule.train_data,
+                normal,
                 self.synthesizer,
                 anomaly_ratio=self.anomaly_ratio,
                 seed=self.synthesis_seed,
@@ -115,6 +126,12 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             if self.mode == "cached":
                 self.train_data = self._cached(self.synthetic_source)  # type: ignore[assignment]
         self._is_setup = True
+
+    def _shots(self, dataset: Any) -> Subset:
+        if self.num_shots is not None and self.num_shots > len(dataset):
+            raise ValueError(f"`num_shots` = {self.num_shots} but the training split has {len(dataset)} images.")
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.synthesis_seed))
+        return Subset(dataset, sorted(order[: self.num_shots].tolist()))
 
     def _cached(self, source: SyntheticAnomalyDataset) -> CachedSyntheticDataset:
         key = self.cache.key(source)
