@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="RealNet epochs")
     parser.add_argument("--synthesizer", default="perlin_texture")
     parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
+    parser.add_argument("--coreset", type=float, default=0.01, help="PatchCore coreset sampling ratio")
     args = parser.parse_args()
     if not (args.root / "train" / "good").is_dir():
         raise SystemExit(f"{args.root} is not an MVTec-style folder (no train/good).")
@@ -121,7 +122,15 @@ def main() -> None:
 
     rows = [
         run(
-            "PatchCore", Patchcore(backbone=backbone, layers=["blocks.2", "blocks.4"], evaluator=evaluator()), data(), 1
+            "PatchCore",
+            Patchcore(
+                backbone=backbone,
+                layers=["blocks.2", "blocks.4"],
+                coreset_sampling_ratio=args.coreset,
+                evaluator=evaluator(),
+            ),
+            data(),
+            1,
         ),
         run(
             "PaDiM",
