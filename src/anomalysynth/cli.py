@@ -117,18 +117,15 @@ def _cache(argv: Sequence[str]) -> int:
     cfg = parser.parse_args(list(argv))
     init = parser.instantiate_classes(cfg)
     data: SyntheticAnomalyDataModule = init.data
-    trainer_kwargs = {k: v for k, v in cfg.trainer.as_dict().items()}
+    trainer_kwargs = dict(cfg.trainer.as_dict())
     trainer_kwargs.setdefault("accelerator", "cpu")
     data.datamodule.prepare_data()
     data.datamodule.setup("fit")
-    from anomalysynth.datamodules import SyntheticAnomalyDataset
-
-    source = SyntheticAnomalyDataset(
-        data.datamodule.train_data, data.synthesizer, data.anomaly_ratio, data.synthesis_seed
-    )
+    source = data.synthetic_training_source()
     bank = build_with_trainer(data.cache, source, trainer_kwargs, batch_size=cfg.batch_size)
-    if pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).is_global_zero:
-        print(f"synthesis bank: {bank} ({len(source)} entries)")
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(f"synthesis bank: {bank} ({len(source)} entries)")
     return 0
 
 

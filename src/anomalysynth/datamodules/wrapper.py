@@ -112,20 +112,24 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             if hasattr(self.datamodule, split):
                 setattr(self, split, getattr(self.datamodule, split))
         if hasattr(self.datamodule, "train_data"):
-            normal: Any = self.datamodule.train_data
-            if self.num_shots is not None:
-                normal = self._shots(normal)
-            self.synthetic_source = SyntheticAnomalyDataset(
-                normal,
-                self.synthesizer,
-                anomaly_ratio=self.anomaly_ratio,
-                seed=self.synthesis_seed,
-                reseed_every_epoch=self.reseed_every_epoch,
-            )
+            self.synthetic_source = self.synthetic_training_source()
             self.train_data = self.synthetic_source  # type: ignore[assignment]
             if self.mode == "cached":
                 self.train_data = self._cached(self.synthetic_source)  # type: ignore[assignment]
         self._is_setup = True
+
+    def synthetic_training_source(self) -> SyntheticAnomalyDataset:
+        """The on-the-fly training set (after the wrapped module's setup): what a bank caches."""
+        normal: Any = self.datamodule.train_data
+        if self.num_shots is not None:
+            normal = self._shots(normal)
+        return SyntheticAnomalyDataset(
+            normal,
+            self.synthesizer,
+            anomaly_ratio=self.anomaly_ratio,
+            seed=self.synthesis_seed,
+            reseed_every_epoch=self.reseed_every_epoch,
+        )
 
     def _shots(self, dataset: Any) -> Subset:
         if self.num_shots is not None and self.num_shots > len(dataset):
