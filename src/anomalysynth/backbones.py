@@ -19,14 +19,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from anomalysynth.files import atomic_write_bytes, home_dir, torch_bytes
 
 __all__ = [
     "OFFLINE_TAG",
@@ -42,13 +42,9 @@ OFFLINE_TAG = "offline_in1k"
 _LITE_VARIANTS = (0, 1, 2)
 
 
-def _home() -> Path:
-    return Path(os.environ.get("ANOMALYSYNTH_HOME", Path.home() / ".cache" / "anomalysynth"))
-
-
 def offline_weights_path(architecture: str) -> Path:
     """Where the converted timm-named weights of ``architecture`` are kept."""
-    return _home() / "weights" / f"{architecture}.{OFFLINE_TAG}.pth"
+    return home_dir() / "weights" / f"{architecture}.{OFFLINE_TAG}.pth"
 
 
 def available_offline_backbones() -> list[str]:
@@ -130,15 +126,7 @@ def _convert_once(architecture: str, source: Path) -> Path:
         if tuple(ref.shape) != tuple(value.shape):
             raise ValueError(f"Shape mismatch mapping {src_key} {tuple(value.shape)} to {key} {tuple(ref.shape)}.")
         converted[key] = value
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(converted, handle)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(target, torch_bytes(converted))
     logger.info("Converted %s to timm names in %s", source.name, target)
     return target
 

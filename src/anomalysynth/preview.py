@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from anomalysynth.files import atomic_write_bytes
 from anomalysynth.synth import Synthesizer, SynthOutput
 from anomalysynth.synth.textures import IMAGE_EXTENSIONS
 
@@ -76,17 +76,9 @@ def preview_grid(images: Tensor, out: SynthOutput) -> Image.Image:
 
 def save_png_atomic(image: Image.Image, path: str | Path) -> Path:
     """Write a PNG through a temporary file in the same folder and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _to_rgb(images: Tensor) -> Tensor:

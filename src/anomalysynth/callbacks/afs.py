@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from typing_extensions import override
 
+from anomalysynth.files import atomic_write_bytes, torch_bytes
 from anomalysynth.models.realnet.afs import AFSAccumulator
 
 __all__ = ["AnomalyAwareFeatureSelection", "load_indices", "save_indices"]
@@ -98,16 +97,7 @@ class AnomalyAwareFeatureSelection(Callback):
 
 def save_indices(path: str | Path, indices: Sequence[Tensor]) -> None:
     """Write per-layer channel indices atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save([torch.as_tensor(i).cpu() for i in indices], handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, torch_bytes([torch.as_tensor(i).cpu() for i in indices]))
 
 
 def load_indices(path: str | Path) -> list[Tensor]:

@@ -20,9 +20,8 @@ Lightning's own strategies, or in-process (:func:`SynthesisCache.build`).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from torchvision.tv_tensors import Image, Mask
 from tqdm.auto import tqdm
 
 from anomalysynth.datamodules.synthetic import SyntheticAnomalyDataset, SyntheticImageBatch, SyntheticImageItem
+from anomalysynth.files import atomic_write_bytes, torch_bytes
 
 __all__ = ["CacheCorruptError", "CachedSyntheticDataset", "SynthesisCache", "build_with_trainer"]
 
@@ -114,7 +114,7 @@ class SynthesisCache:
             "synthesizer": source.synthesizer.config(),
             "checksums": {str(i): _checksum_path(bank, i).read_text().strip() for i in range(count)},
         }
-        _atomic_write(bank / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        atomic_write_bytes(bank / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ reading
     def is_complete(self, bank: Path) -> bool:
@@ -181,9 +181,9 @@ def write_entry(bank: Path, index: int, entry: dict[str, Any]) -> None:
     """Write an entry and then its checksum, each atomically."""
     path = _entry_path(bank, index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = _serialize(entry)
-    _atomic_write(path, payload)
-    _atomic_write(_checksum_path(bank, index), (hashlib.sha256(payload).hexdigest() + "\n").encode())
+    payload = torch_bytes(entry)
+    atomic_write_bytes(path, payload)
+    atomic_write_bytes(_checksum_path(bank, index), (hashlib.sha256(payload).hexdigest() + "\n").encode())
 
 
 def read_entry(bank: Path, index: int, checksum: str | None = None) -> dict[str, Any]:
@@ -200,17 +200,7 @@ def read_entry(bank: Path, index: int, checksum: str | None = None) -> dict[str,
             raise CacheCorruptError(f"Synthesis cache entry {path} has no checksum file.") from err
     if hashlib.sha256(payload).hexdigest() != checksum:
         raise CacheCorruptError(f"Synthesis cache entry {path} is corrupt or truncated (checksum mismatch).")
-    import io
-
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-
-
-def _serialize(entry: dict[str, Any]) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(entry, buffer)
-    return buffer.getvalue()
 
 
 def _is_written(bank: Path, index: int) -> bool:
@@ -224,20 +214,6 @@ def _entry_path(bank: Path, index: int) -> Path:
 
 def _checksum_path(bank: Path, index: int) -> Path:
     return bank / "entries" / f"{index:08d}.sha256"
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------- Lightning predict loop

@@ -24,7 +24,6 @@ first use (atomically, so an interrupted build never leaves a half tree).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +33,8 @@ from anomalib.data import Folder
 from PIL import Image
 from skimage import data as skdata
 from skimage.transform import resize
+
+from anomalysynth.files import home_dir
 
 __all__ = ["DEFECT_TYPES", "DEMO_CATEGORIES", "DemoDataModule", "build_demo_dataset", "default_demo_root"]
 
@@ -45,8 +46,7 @@ _LAYOUT_VERSION = "v1"
 
 def default_demo_root() -> Path:
     """``$ANOMALYSYNTH_HOME/demo`` (default ``~/.cache/anomalysynth/demo``)."""
-    home = os.environ.get("ANOMALYSYNTH_HOME", Path.home() / ".cache" / "anomalysynth")
-    return Path(home) / "demo"
+    return home_dir() / "demo"
 
 
 def build_demo_dataset(

@@ -12,15 +12,15 @@ from typing_extensions import override
 
 from anomalysynth.datamodules.cache import CachedSyntheticDataset, SynthesisCache
 from anomalysynth.datamodules.synthetic import EpochSampler, SyntheticAnomalyDataset, SyntheticImageBatch
+from anomalysynth.files import home_dir
 from anomalysynth.synth import Synthesizer
 
 __all__ = ["SyntheticAnomalyDataModule", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("ANOMALYSYNTH_HOME", Path.home() / ".cache" / "anomalysynth")) / "banks"
+    """``$ANOMALYSYNTH_HOME/banks`` (default ``~/.cache/anomalysynth/banks``)."""
+    return home_dir() / "banks"
 
 
 class SyntheticAnomalyDataModule(AnomalibDataModule):

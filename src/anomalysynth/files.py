@@ -1,0 +1,41 @@
+"""Where anomalysynth keeps files, and how it writes them (atomically)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["atomic_write_bytes", "home_dir", "torch_bytes"]
+
+
+def home_dir() -> Path:
+    """``$ANOMALYSYNTH_HOME`` (default ``~/.cache/anomalysynth``): demo data, weights, banks."""
+    return Path(os.environ.get("ANOMALYSYNTH_HOME", Path.home() / ".cache" / "anomalysynth"))
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
+    """Write ``payload`` to a temporary file beside ``path``, flush it to disk and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def torch_bytes(obj: object) -> bytes:
+    """``torch.save`` output as bytes."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
