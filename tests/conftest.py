@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -58,3 +59,54 @@ def tiny_folder(tiny_tree):
         eval_batch_size=4,
         num_workers=0,
     )
+
+
+# -- tiny random-weight diffusion models (as diffusers' own tests build them) --
+
+
+def tiny_module(seed: int = 0, **kwargs):
+    from anomalysynth.diffusion import NormalImageDiffusion
+
+    torch.manual_seed(seed)
+    args = {"image_size": 8, "block_out_channels": (8, 16), "attention_levels": (False, True)}
+    args.update(kwargs)
+    module = NormalImageDiffusion(**args)
+    # random weights make a non-trivial output (diffusers zero-inits nothing here, but be explicit)
+    with torch.no_grad():
+        for p in module.unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    module.ema_unet.load_state_dict(module.unet.state_dict())
+    return module.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A real Lightning checkpoint of a tiny NormalImageDiffusion trained for 3 steps."""
+    root = tmp_path_factory.mktemp("diffusion")
+    module = tiny_module()
+    data = torch.utils.data.DataLoader(torch.rand(12, 3, 16, 16), batch_size=4)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+    trainer.fit(module, data)
+    path = root / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sdas_texture_folder(tmp_path_factory):
+    """A folder of texture images laid out as RealNet's released SIA bank (one category)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sia") / "brick"
+    root.mkdir()
+    for i, img in enumerate([data.brick(), data.grass(), data.gravel()]):
+        Image.fromarray(np.asarray(img)[:96, :96]).save(root / f"{i:03d}.png")
+    return str(root)

@@ -5,7 +5,10 @@
 * ``anomalysynth fit|validate|test|predict ...``: the same.
 * ``anomalysynth cache --data <SyntheticAnomalyDataModule config> [--trainer.devices N]``:
   build the synthesis bank through Lightning's predict loop.
+* ``anomalysynth cache sdas --checkpoint CKPT --out DIR``: sample an SDAS texture bank
+  from a diffusion checkpoint.
 * ``anomalysynth preview --synthesizer NAME``: a PNG grid to look at.
+* ``anomalysynth sdas-grid --checkpoint CKPT --out grid.png``: SDAS samples, one row per strength.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _LIGHTNING_COMMANDS:
         return lightning_main(argv)
+    if argv[:2] == ["cache", "sdas"]:
+        return _cache_sdas(argv[2:])
     if argv and argv[0] == "cache":
         return _cache(argv[1:])
     parser = _parser()
@@ -55,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "preview":
         return _preview(args)
+    if args.command == "sdas-grid":
+        return _sdas_grid(args)
     parser.print_help()
     return 2
 
@@ -64,7 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     for command in _LIGHTNING_COMMANDS:
         sub.add_parser(command, help=f"LightningCLI {command} (see `anomalysynth {command} --help`)")
-    sub.add_parser("cache", help="build a synthesis bank (see `anomalysynth cache --help`)")
+    sub.add_parser(
+        "cache",
+        help="build a synthesis bank (`anomalysynth cache --help`) or an SDAS texture bank "
+        "(`anomalysynth cache sdas --help`)",
+    )
+    grid = sub.add_parser("sdas-grid", help="write a PNG of SDAS samples, one row per strength s")
+    grid.add_argument("--checkpoint", required=True, help="NormalImageDiffusion .ckpt or save_pretrained folder")
+    grid.add_argument("--out", default="sdas_grid.png", help="output PNG path")
+    grid.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.4], help="one row per s")
+    grid.add_argument("--num", type=int, default=8, help="columns (column i uses seed + i in every row)")
+    grid.add_argument("--steps", type=int, default=20, help="respaced reverse steps")
+    grid.add_argument("--method", choices=["ddpm", "ddim"], default="ddpm")
+    grid.add_argument("--seed", type=int, default=0)
+    grid.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling for viewing")
     preview = sub.add_parser("preview", help="write a PNG grid: source, synthetic image, mask overlay")
     preview.add_argument("--synthesizer", required=True, choices=available_synthesizers())
     preview.add_argument(
@@ -98,6 +118,52 @@ def _preview(args: argparse.Namespace) -> int:
     out = synthesize_preview(synthesizer, images, seed=args.seed)
     path = save_png_atomic(preview_grid(images, out), args.out)
     print(f"wrote {path} ({len(paths)} images, synthesizer {args.synthesizer}, seed {args.seed})")
+    return 0
+
+
+def _sdas_grid(args: argparse.Namespace) -> int:
+    from anomalysynth.diffusion import SDASSampler, load_diffusion
+    from anomalysynth.diffusion.grid import strength_grid
+    from anomalysynth.preview import save_png_atomic
+
+    unet, scheduler = load_diffusion(args.checkpoint)
+    sampler = SDASSampler(unet, scheduler, num_steps=args.steps, method=args.method)
+    grid = strength_grid(sampler, args.strengths, args.num, args.seed, args.scale, progress=True)
+    path = save_png_atomic(grid, args.out)
+    print(f"wrote {path} (rows s = {', '.join(f'{s:g}' for s in args.strengths)}; {args.steps} {args.method} steps)")
+    return 0
+
+
+def _cache_sdas(argv: Sequence[str]) -> int:
+    from anomalysynth.diffusion import build_sdas_bank
+
+    parser = argparse.ArgumentParser(
+        prog="anomalysynth cache sdas", description="Sample an SDAS texture bank from a diffusion checkpoint."
+    )
+    parser.add_argument("--checkpoint", required=True, help="NormalImageDiffusion .ckpt or save_pretrained folder")
+    parser.add_argument("--out", required=True, help="bank folder (resumes an interrupted build of the same settings)")
+    parser.add_argument("--num", type=int, default=1000, help="number of textures")
+    parser.add_argument("--strength", type=float, nargs=2, default=[0.1, 0.2], metavar=("MIN", "MAX"))
+    parser.add_argument("--steps", type=int, default=20, help="respaced reverse steps")
+    parser.add_argument("--method", choices=["ddpm", "ddim"], default="ddpm")
+    parser.add_argument("--size", type=int, default=None, help="resize textures to size x size (default: model size)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--fixed-variance", action="store_true", help="allow a model without learned variance")
+    args = parser.parse_args(list(argv))
+    out = build_sdas_bank(
+        args.checkpoint,
+        args.out,
+        num_textures=args.num,
+        strength=(args.strength[0], args.strength[1]),
+        num_steps=args.steps,
+        method=args.method,
+        size=args.size,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        fixed_variance=args.fixed_variance,
+    )
+    print(f"SDAS bank: {out} ({args.num} textures, s in [{args.strength[0]:g}, {args.strength[1]:g}])")
     return 0
 
 

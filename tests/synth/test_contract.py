@@ -16,13 +16,20 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def contract_kwargs(name: str, request) -> dict:
+    """Synthesizers that need a model or a bank get tiny local ones."""
+    if name == "sdas":
+        return {"bank": request.getfixturevalue("sdas_texture_folder")}
+    return {}
+
+
 @pytest.fixture(scope="module", params=NAMES)
 def synth(request):
-    return create_synthesizer(request.param)
+    return create_synthesizer(request.param, **contract_kwargs(request.param, request))
 
 
 def test_registry_is_populated():
-    assert {"cutpaste", "cutpaste_scar", "cutpaste_union", "perlin_texture", "memseg"} <= set(NAMES)
+    assert {"cutpaste", "cutpaste_scar", "cutpaste_union", "perlin_texture", "memseg", "sdas"} <= set(NAMES)
 
 
 def test_unknown_name_lists_the_choices():
@@ -88,16 +95,17 @@ def test_foreground_restricts_the_mask(synth, channels):
     assert torch.equal(replay.mask, out.mask)
 
 
-def test_anomaly_ratio_gives_unchanged_normal_samples(synth):
+def test_anomaly_ratio_gives_unchanged_normal_samples(synth, request):
     images = photo_batch(8, 3).repeat(4, 1, 1, 1)
-    synth_half = type(synth)(anomaly_ratio=0.5)
+    kwargs = contract_kwargs(synth.name, request)
+    synth_half = type(synth)(anomaly_ratio=0.5, **kwargs)
     out = synth_half(images, generator=gen(0))
     anomalous = out.params["anomalous"]
     assert 6 <= int(anomalous.sum()) <= 26  # 32 draws at p = 0.5
     normal = ~anomalous
     assert torch.equal(out.image[normal], images[normal])
     assert out.mask[normal].max() == 0 and out.label[normal].max() == 0
-    none = type(synth)(anomaly_ratio=0.0)(images, generator=gen(0))
+    none = type(synth)(anomaly_ratio=0.0, **kwargs)(images, generator=gen(0))
     assert torch.equal(none.image, images) and none.label.max() == 0
 
 

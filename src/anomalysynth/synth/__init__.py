@@ -17,6 +17,7 @@ from anomalysynth.synth.foreground import foreground_mask
 from anomalysynth.synth.memseg import MemSegBlend
 from anomalysynth.synth.perlin import perlin_mask, perlin_noise
 from anomalysynth.synth.perlin_texture import PerlinTextureBlend
+from anomalysynth.synth.sdas import SDASBlend
 
 __all__ = [
     "CUTPASTE_CLASSES",
@@ -26,6 +27,7 @@ __all__ = [
     "MemSegBlend",
     "OneOf",
     "PerlinTextureBlend",
+    "SDASBlend",
     "SynthOutput",
     "Synthesizer",
     "available_synthesizers",

@@ -53,6 +53,8 @@ class PerlinTextureBlend(Synthesizer):
         [1, 1, 1, 1]
     """
 
+    _generated_fallback = True  # without texture_dir, generated textures are the source
+
     def __init__(
         self,
         texture_dir: str | Path | None = None,
@@ -75,7 +77,7 @@ class PerlinTextureBlend(Synthesizer):
         self.threshold = float(threshold)
         self.rotation_deg = (float(rotation_deg[0]), float(rotation_deg[1]))
         self.augment = TextureAugment() if augment else None
-        if self.textures is None:
+        if self.textures is None and self._generated_fallback:
             _log_generated_once()
 
     def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:

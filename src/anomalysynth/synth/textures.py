@@ -43,13 +43,16 @@ class TextureFolder:
     Args:
         root: folder of images, e.g. DTD's ``images/`` folder.
         cache_size: number of decoded textures kept in memory.
+        files: the image files to use (default: every image under ``root``).
     """
 
-    def __init__(self, root: str | Path, cache_size: int = 256) -> None:
+    def __init__(self, root: str | Path, cache_size: int = 256, files: list[Path] | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"Texture folder {str(self.root)!r} does not exist; pass a folder of images (e.g. DTD).")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if files is None:
+            files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.files = list(files)
         if not self.files:
             raise ValueError(
                 f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under texture folder {str(self.root)!r}."

@@ -1,0 +1,185 @@
+"""The SDAS texture bank: samples of a normal-image diffusion model at random
+strengths, written once (``anomalysynth cache sdas``) and read by the ``sdas``
+synthesizer.
+
+Layout: ``<out>/textures/000000.png ...`` and ``<out>/manifest.json`` with the
+build key (checkpoint digest, seed, steps, method, strength range, size, batch
+size) and per texture its file, strength ``s`` and SHA-256. Every PNG is written
+atomically and the manifest last, so an interrupted build leaves no half-written
+file; running the same command again resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from anomalysynth.files import atomic_write_bytes
+
+__all__ = ["SDASBank", "build_sdas_bank", "texture_generator"]
+
+MANIFEST = "manifest.json"
+_BUILD = "build.json"
+
+
+def texture_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of bank texture ``index``: independent of batching."""
+    digest = hashlib.sha256(f"sdas-bank:{seed}:{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _png_bytes(image: Tensor) -> bytes:
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+    array = array[0] if array.shape[0] == 1 else array.permute(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(array.contiguous().numpy()).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_sdas_bank(
+    checkpoint: str | Path,
+    out: str | Path,
+    num_textures: int = 1000,
+    strength: tuple[float, float] = (0.1, 0.2),
+    num_steps: int = 20,
+    method: str = "ddpm",
+    size: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    fixed_variance: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Sample ``num_textures`` SDAS textures from a diffusion checkpoint into ``out``.
+
+    Texture ``i`` draws ``s_i ~ U[strength]`` and its whole chain from
+    :func:`texture_generator` ``(seed, i)``; batches are fixed blocks of
+    ``batch_size`` textures, so the same arguments give the identical bank.
+
+    Args:
+        checkpoint: a :class:`NormalImageDiffusion` ``.ckpt`` or a ``save_pretrained`` folder.
+        out: the bank folder (created; an existing bank with a different key is refused).
+        num_textures: bank size (the paper released 10,000 per category).
+        strength: range of ``s`` (the paper: U[0.1, 0.2]).
+        num_steps, method, fixed_variance: see :class:`SDASSampler`.
+        size: resize textures to ``size x size`` before saving (default: the model's size).
+        seed: bank seed.
+        batch_size: textures sampled together.
+    """
+    from anomalysynth.diffusion.sampler import SDASSampler, load_diffusion
+
+    if num_textures < 1 or batch_size < 1:
+        raise ValueError(f"`num_textures` and `batch_size` must be >= 1; got {num_textures}, {batch_size}.")
+    lo, hi = float(strength[0]), float(strength[1])
+    if not (0 <= lo <= hi and math.isfinite(hi)):
+        raise ValueError(f"`strength` must be a (min, max) pair with 0 <= min <= max; got {strength}.")
+    checkpoint = Path(checkpoint)
+    unet, scheduler = load_diffusion(checkpoint)
+    sampler = SDASSampler(unet, scheduler, num_steps=num_steps, method=method, fixed_variance=fixed_variance)
+    key = {
+        "checkpoint_sha256": _checkpoint_digest(checkpoint),
+        "seed": seed,
+        "num_textures": num_textures,
+        "strength": [lo, hi],
+        "num_steps": num_steps,
+        "method": method,
+        "fixed_variance": fixed_variance,
+        "size": size,
+        "batch_size": batch_size,
+    }
+    out = Path(out)
+    textures = out / "textures"
+    _claim(out, key)
+    textures.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    starts = range(0, num_textures, batch_size)
+    for start in tqdm(starts, desc="SDAS bank", disable=not progress, unit="batch"):
+        indices = list(range(start, min(start + batch_size, num_textures)))
+        generators = [texture_generator(seed, i) for i in indices]
+        strengths = torch.stack([lo + (hi - lo) * torch.rand((), generator=g, dtype=torch.float64) for g in generators])
+        files = [textures / f"{i:06d}.png" for i in indices]
+        if not all(f.is_file() for f in files):
+            images = sampler.sample(len(indices), strengths.float(), generators)
+            if size is not None and images.shape[-2:] != (size, size):
+                images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            for f, image in zip(files, images, strict=True):
+                atomic_write_bytes(f, _png_bytes(image))
+        for f, i, s in zip(files, indices, strengths.tolist(), strict=True):
+            entries.append({"index": i, "file": f"textures/{f.name}", "strength": s, "sha256": _file_digest(f)})
+    atomic_write_bytes(out / MANIFEST, json.dumps({"key": key, "textures": entries}, indent=1).encode())
+    return out
+
+
+def _checkpoint_digest(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        h.update(_file_digest(f).encode())
+    return h.hexdigest()
+
+
+def _claim(out: Path, key: dict[str, Any]) -> None:
+    """Refuse to mix two builds in one folder; record the key of this one."""
+    for name in (MANIFEST, _BUILD):
+        path = out / name
+        if path.is_file():
+            existing = json.loads(path.read_text())
+            existing = existing.get("key", existing)
+            if existing != key:
+                raise ValueError(
+                    f"{str(out)!r} holds an SDAS bank built with different settings ({path.name}); "
+                    "pass another output folder or delete it."
+                )
+    atomic_write_bytes(out / _BUILD, json.dumps(key, indent=1).encode())
+
+
+class SDASBank:
+    """A built SDAS bank: texture files with their strengths, checksums verified on open.
+
+    Args:
+        root: the bank folder (with ``manifest.json``).
+        verify: check every texture's SHA-256 against the manifest.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = True) -> None:
+        self.root = Path(root)
+        manifest = self.root / MANIFEST
+        if not manifest.is_file():
+            raise ValueError(
+                f"{str(self.root)!r} is not an SDAS bank (no {MANIFEST}); build one with `anomalysynth cache sdas` "
+                "or pass a folder of texture images."
+            )
+        data = json.loads(manifest.read_text())
+        self.key: dict[str, Any] = data["key"]
+        self.entries: list[dict[str, Any]] = data["textures"]
+        self.files = [self.root / e["file"] for e in self.entries]
+        self.strengths = torch.tensor([e["strength"] for e in self.entries], dtype=torch.float64)
+        if verify:
+            for f, e in zip(self.files, self.entries, strict=True):
+                if not f.is_file() or _file_digest(f) != e["sha256"]:
+                    raise ValueError(f"SDAS bank texture {str(f)!r} is missing or corrupt; rebuild the bank.")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @staticmethod
+    def is_bank(root: str | Path) -> bool:
+        return (Path(root) / MANIFEST).is_file()
