@@ -110,3 +110,31 @@ def sdas_texture_folder(tmp_path_factory):
     for i, img in enumerate([data.brick(), data.grass(), data.gravel()]):
         Image.fromarray(np.asarray(img)[:96, :96]).save(root / f"{i:03d}.png")
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """(pipeline_path, clip_path) of a tiny random-weight Stable Diffusion and CLIP on disk."""
+    import diffusers
+    import transformers
+
+    from tests.tiny_sd import save_tiny_stable_diffusion
+
+    diffusers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    return save_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny_sd"))
+
+
+def anomalyany_kwargs(tiny_sd) -> dict:
+    """The tiny AnomalyAny used by the tests: 32-px SD, 16x16 attention, 2 of 4 steps."""
+    sd, clip = tiny_sd
+    return {
+        "pipeline_path": str(sd),
+        "clip_path": str(clip),
+        "object_name": "brick wall",
+        "num_steps": 2,
+        "refine_steps": 1,
+        "resolution": 32,
+        "attention_resolution": 16,
+        "gamma": 0.5,
+    }

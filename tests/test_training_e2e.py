@@ -68,3 +68,34 @@ def test_realnet_config_fits_tests_and_reloads_its_checkpoint(tmp_path):
     out = run("test", "-c", config, "--ckpt_path", str(checkpoint))
     for metric in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):
         assert metric in out
+
+
+@pytest.mark.slow
+def test_sdas_diffusion_config_trains_and_its_checkpoint_feeds_the_bank(tmp_path):
+    from anomalysynth.cli import main
+    from anomalysynth.diffusion import SDASBank
+
+    cmd = [sys.executable, "-c", "from anomalysynth.cli import lightning_main; lightning_main()"]
+    config = str(ROOT / "configs" / "sdas_diffusion.yaml")
+    done = subprocess.run(
+        [*cmd, "fit", "-c", config, "--trainer.max_steps", "8"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = tmp_path / "results" / "sdas_diffusion" / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file()
+    assert sorted((tmp_path / "results" / "sdas_diffusion" / "samples").glob("*.png")), "a sample grid was written"
+    args = ["cache", "sdas", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "bank"), "--num", "2"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert len(SDASBank(tmp_path / "bank")) == 2
+
+
+def test_gpu_sdas_config_parses(tmp_path):
+    cmd = [sys.executable, "-c", "from anomalysynth.cli import lightning_main; lightning_main()"]
+    config = str(ROOT / "configs" / "sdas_diffusion_256_gpu.yaml")
+    done = subprocess.run([*cmd, "fit", "-c", config, "--print_config"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "NormalImageDiffusion" in done.stdout and "image_size: 256" in done.stdout

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anomalysynth.synth import available_synthesizers, create_synthesizer
-from tests.conftest import photo_batch
+from tests.conftest import anomalyany_kwargs, photo_batch
 
 NAMES = available_synthesizers()
 SHAPES = [(1, 3), (8, 3), (1, 1), (8, 1)]
@@ -20,6 +20,8 @@ def contract_kwargs(name: str, request) -> dict:
     """Synthesizers that need a model or a bank get tiny local ones."""
     if name == "sdas":
         return {"bank": request.getfixturevalue("sdas_texture_folder")}
+    if name == "anomalyany":
+        return anomalyany_kwargs(request.getfixturevalue("tiny_sd"))
     return {}
 
 

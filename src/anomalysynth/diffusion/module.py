@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,9 @@ class NormalImageDiffusion(pl.LightningModule):
             raise ValueError(
                 f"{str(path)!r} is not a NormalImageDiffusion checkpoint (no hyper_parameters/state_dict)."
             )
-        module = cls(**checkpoint["hyper_parameters"])
+        accepted = inspect.signature(cls.__init__).parameters
+        # LightningCLI adds bookkeeping keys such as ``_class_path`` to the hyperparameters
+        module = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted})
         module.load_state_dict(checkpoint["state_dict"])
         module.ema_updates = int(checkpoint.get("ema_updates", 0))
         return module.eval()

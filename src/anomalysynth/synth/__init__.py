@@ -1,5 +1,6 @@
 """Anomaly synthesizers: the contract, the registry and every method."""
 
+from anomalysynth.synth.anomalyany import AnomalyAny
 from anomalysynth.synth.base import (
     Synthesizer,
     SynthOutput,
@@ -20,6 +21,7 @@ from anomalysynth.synth.perlin_texture import PerlinTextureBlend
 from anomalysynth.synth.sdas import SDASBlend
 
 __all__ = [
+    "AnomalyAny",
     "CUTPASTE_CLASSES",
     "CutPaste",
     "CutPasteScar",

@@ -84,6 +84,9 @@ class Synthesizer(torch.nn.Module):
     #: samples processed at once inside ``apply`` (results do not depend on it)
     chunk_size: int = 8
 
+    #: set by methods that need the foreground while generating (``params["_foreground"]``)
+    needs_foreground: bool = False
+
     def __init__(
         self,
         anomaly_ratio: float = 1.0,
@@ -184,6 +187,10 @@ class Synthesizer(torch.nn.Module):
     ) -> None:
         """Synthesize one chunk into the output views."""
         fg = self._foreground(images, foreground)
+        if self.needs_foreground:
+            # methods that generate inside the foreground see it as params["_foreground"]
+            ones = images.new_ones(images.shape[0], 1, *images.shape[-2:])
+            params = {**params, "_foreground": ones if fg is None else fg.to(images.dtype)}
         anomalous = params["anomalous"].to(images.device)
         mask_out.zero_()
         strength_out.zero_()
