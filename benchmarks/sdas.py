@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection_quality import evaluator, folder, run  # noqa: E402
+from detection_quality import evaluator, folder, run
 
 
 def train_diffusion(root: Path, steps: int, out: Path) -> tuple[Path, float]:
@@ -67,7 +67,9 @@ def sampling_speed(checkpoint: Path, steps_list: list[int], batch: int) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("../shared/datasets/deeppcb"))
-    parser.add_argument("--checkpoint", type=Path, default=None, help="a NormalImageDiffusion checkpoint of the normals")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="a NormalImageDiffusion checkpoint of the normals"
+    )
     parser.add_argument("--diffusion-steps", type=int, default=4000)
     parser.add_argument("--bank-size", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=256)

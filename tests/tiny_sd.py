@@ -24,7 +24,7 @@ def write_tokenizer(folder: Path) -> None:
         vocab.setdefault(token, len(vocab))
     merges: list[str] = []
     for word in WORDS:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = [*list(word[:-1]), word[-1] + "</w>"]
         while len(pieces) > 1:
             merge = f"{pieces[0]} {pieces[1]}"
             if merge not in merges:

@@ -98,7 +98,7 @@ def test_outside_the_mask_the_latent_is_the_noised_normal_latent(synth):
         assert torch.equal(z[outside], normal[outside])
         seen.append(step)
 
-    image_out, mask, strength = synth.generate(image, fg, 0, seed=3, callback=check)
+    _image_out, mask, strength = synth.generate(image, fg, 0, seed=3, callback=check)
     assert seen == list(range(len(seen))) and len(seen) >= 2
     assert mask[fg == 0].max() == 0
     assert strength.item() > 0
@@ -114,7 +114,7 @@ def test_same_seed_same_image_and_prompt_in_params(synth):
 
 
 def test_missing_weights_say_what_to_pass(tmp_path):
-    with pytest.raises(ValueError, match="pipeline_path=.*clip_path="):
+    with pytest.raises(ValueError, match=r"pipeline_path=.*clip_path="):
         AnomalyAny()
     with pytest.raises(ValueError, match="'unet/' is missing"):
         AnomalyAny(pipeline_path=tmp_path, clip_path=tmp_path)

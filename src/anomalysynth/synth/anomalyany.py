@@ -344,7 +344,7 @@ class AnomalyAny(Synthesizer):
     def image_loss(self, z: Tensor, clip_text: Tensor) -> Tensor:
         """``L_img = 1 - cos(CLIP_text(c'), CLIP_image(decode(z_t)))`` per sample."""
         decoded = self.vae.decode(z / float(self.vae.config.scaling_factor)).sample
-        size = self.clip.config.vision_config.image_size
+        size = int(getattr(self.clip.config.vision_config, "image_size", 224))
         pixels = F.interpolate((decoded + 1) / 2, size=(size, size), mode="bilinear", align_corners=False)
         mean = torch.tensor(_CLIP_MEAN, device=z.device).view(1, 3, 1, 1)
         std = torch.tensor(_CLIP_STD, device=z.device).view(1, 3, 1, 1)
