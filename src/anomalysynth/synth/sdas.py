@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from anomalysynth.synth.base import draw, register_synthesizer, uniform
-from anomalysynth.synth.blend import blend
-from anomalysynth.synth.perlin_texture import PerlinTextureBlend, _check_range, render_perlin_mask
+from anomalysynth.synth.perlin_texture import PerlinTextureBlend, _check_range
 from anomalysynth.synth.textures import TextureFolder, match_channels
 
 __all__ = ["SDASBlend"]
@@ -131,8 +130,3 @@ class SDASBlend(PerlinTextureBlend):
             if textures.shape[1] == 1:
                 textures = textures.expand(-1, 3, -1, -1)
         return match_channels(textures.to(images.device, images.dtype), images.shape[1])
-
-    def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        mask = render_perlin_mask(params, images.shape[-2:], self.threshold).to(images.dtype)
-        texture = self._texture(images, params)
-        return blend(images, texture, mask, params["opacity"]), mask, params["opacity"]
