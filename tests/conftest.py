@@ -61,6 +61,19 @@ def tiny_folder(tiny_tree):
     )
 
 
+def quiet_trainer(root, **kwargs) -> pl.Trainer:
+    """A CPU Trainer without logger, checkpoints, progress bar or summary, writing under ``root``."""
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kwargs,
+    )
+
+
 # -- tiny random-weight diffusion models (as diffusers' own tests build them) --
 
 
@@ -85,15 +98,7 @@ def tiny_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion")
     module = tiny_module()
     data = torch.utils.data.DataLoader(torch.rand(12, 3, 16, 16), batch_size=4)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-    )
+    trainer = quiet_trainer(root, max_steps=3)
     trainer.fit(module, data)
     path = root / "tiny.ckpt"
     trainer.save_checkpoint(path)

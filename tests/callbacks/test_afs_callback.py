@@ -9,6 +9,7 @@ import torch
 from anomalysynth.callbacks import AnomalyAwareFeatureSelection
 from anomalysynth.datamodules import SyntheticAnomalyDataModule
 from anomalysynth.synth import create_synthesizer
+from tests.conftest import quiet_trainer
 from tests.models.test_realnet import CHANNELS, TinyExtractor
 
 
@@ -43,16 +44,7 @@ class TinyAFSModule(pl.LightningModule):
 
 
 def fit(module, datamodule, callback, tmp_path):
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[callback],
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=1, callbacks=[callback])
     trainer.fit(module, datamodule=datamodule)
 
 

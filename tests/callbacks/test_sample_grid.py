@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from PIL import Image
 
 from anomalysynth.callbacks import DiffusionSampleGrid
-from tests.conftest import tiny_module
+from tests.conftest import quiet_trainer, tiny_module
 
 
 def test_grids_are_written_every_n_epochs_and_at_the_end(tmp_path):
     callback = DiffusionSampleGrid(every_n_epochs=2, strengths=(0.0, 0.2), num_images=3, num_steps=2, scale=1)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[callback],
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=3, callbacks=[callback])
     trainer.fit(tiny_module().train(), torch.utils.data.DataLoader(torch.rand(4, 3, 8, 8), batch_size=4))
     assert [p.name for p in callback.written] == ["epoch=0001.png", "epoch=0003.png"]
     with Image.open(callback.written[0]) as img:

@@ -136,6 +136,8 @@ class AnomalyAny(Synthesizer):
         self.prompts, self.anomaly_words, self.details = self._build_prompts(prompts)
         from anomalysynth.diffusion.attention import find_token_indices
 
+        # the end token's position in each tokenized prompt (the softmax runs over tokens 1 .. end)
+        self.last_tokens = [len(self.tokenizer(p).input_ids) - 1 for p in self.prompts]
         self.token_indices = [
             find_token_indices(self.tokenizer, p, w) for p, w in zip(self.prompts, self.anomaly_words, strict=True)
         ]
@@ -207,7 +209,8 @@ class AnomalyAny(Synthesizer):
                 f"AnomalyAny generates inside the foreground, but the mask of sample(s) {empty} has no foreground "
                 "pixel; pass a foreground= mask with positive pixels (or foreground=None for the whole image)."
             )
-        outs = [self._generate_one(images[i : i + 1], fg[i : i + 1], params, i) for i in range(images.shape[0])]
+        indices, seeds = params["prompt_index"].tolist(), params["seed"].tolist()
+        outs = [self.generate(images[i : i + 1], fg[i : i + 1], indices[i], seeds[i]) for i in range(images.shape[0])]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]), torch.cat([o[2] for o in outs])
 
     # -- the method -----------------------------------------------------------------------------------
@@ -220,9 +223,6 @@ class AnomalyAny(Synthesizer):
             return_tensors="pt",
         ).input_ids
         return self.text_encoder(ids.to(self.text_encoder.device))[0]
-
-    def _last_token(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt).input_ids) - 1  # the end token's position
 
     def attention_loss(self, maps: Tensor, mask: Tensor) -> Tensor:
         """``L_att = 1 - max(A_j * mask)`` per sample: maps (B, r, r), mask (B, r, r)."""
@@ -243,14 +243,8 @@ class AnomalyAny(Synthesizer):
             eps = self.unet(z, t, encoder_hidden_states=prompt_emb).sample
         finally:
             self.unet.set_attn_processor(original)
-        prompt = self.prompts[prompt_index]
-        maps = token_attention(store.aggregate(), [self.token_indices[prompt_index]], [self._last_token(prompt)])
+        maps = token_attention(store.aggregate(), [self.token_indices[prompt_index]], [self.last_tokens[prompt_index]])
         return eps, maps
-
-    def _generate_one(
-        self, image: Tensor, fg: Tensor, params: dict[str, Tensor], i: int
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return self.generate(image, fg, int(params["prompt_index"][i]), int(params["seed"][i]))
 
     def generate(
         self,
