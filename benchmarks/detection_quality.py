@@ -3,9 +3,10 @@
 Every model uses the offline EfficientNet-Lite0, the same image size and the CPU.
 Prints image AUROC, pixel AUROC, AUPRO, training time and inference images/s for
 each, with ratios against PatchCore, plus ablation rows (RealNet with AFS vs
-random vs all channels; AFSPadim vs PaDiM). Run it alone:
+random vs all channels; AFSPadim vs PaDiM) and few-shot rows (RealNet trained
+from k seeded normal images, each repeated with fresh anomalies). Run it alone:
 
-    python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--rows all]
+    python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--rows all] [--shots 4,16]
 
 ``--root`` is any MVTec-style folder (train/good, test/good, test/<defect>,
 ground_truth/<defect>/<name>_mask.png).
@@ -14,6 +15,7 @@ ground_truth/<defect>/<name>_mask.png).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -93,9 +95,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=20, help="RealNet epochs")
     parser.add_argument("--synthesizer", default="perlin_texture")
+    parser.add_argument(
+        "--synthesizer-args", type=json.loads, default={}, help="JSON keyword arguments, e.g. '{\"threshold\": 0.6}'"
+    )
     parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
     parser.add_argument("--coreset", type=float, default=0.01, help="PatchCore coreset sampling ratio")
     parser.add_argument("--models", default="patchcore,padim,realnet", help="comma-separated subset of the main rows")
+    parser.add_argument("--shots", default="", help="few-shot RealNet rows, e.g. 4,16 (empty: none)")
+    parser.add_argument(
+        "--shot-items", type=int, default=128, help="few-shot training items per epoch (the k images repeated)"
+    )
     args = parser.parse_args()
     if not (args.root / "train" / "good").is_dir():
         raise SystemExit(f"{args.root} is not an MVTec-style folder (no train/good).")
@@ -115,8 +124,9 @@ def main() -> None:
     def data() -> Any:
         return folder(args.root, args.image_size, args.batch)
 
-    def synthetic() -> Any:
-        return SyntheticAnomalyDataModule(data(), create_synthesizer(args.synthesizer), anomaly_ratio=0.5)
+    def synthetic(**kwargs: Any) -> Any:
+        synthesizer = create_synthesizer(args.synthesizer, **args.synthesizer_args)
+        return SyntheticAnomalyDataModule(data(), synthesizer, anomaly_ratio=0.5, reseed_every_epoch=True, **kwargs)
 
     def realnet(**kwargs: Any) -> Any:
         return RealNet(backbone=backbone, lr=5e-4, evaluator=evaluator(), **kwargs)
@@ -151,10 +161,7 @@ def main() -> None:
             ]
         )
         rows.append(run("RealNet (random channels)", random_channels, synthetic(), args.epochs))
-        all_channels = realnet(dims=None)
-        all_channels = RealNet(
-            backbone=backbone, lr=5e-4, evaluator=evaluator(), dims=list(all_channels.model.channels)
-        )
+        all_channels = realnet(dims=list(random_channels.model.channels))
         rows.append(run("RealNet (all channels)", all_channels, synthetic(), args.epochs))
         rows.append(
             run(
@@ -165,6 +172,10 @@ def main() -> None:
                 [AnomalyAwareFeatureSelection(num_batches=16)],
             )
         )
+    for k in [int(v) for v in args.shots.split(",") if v.strip()]:
+        few = synthetic(num_shots=k, repeats=max(1, args.shot_items // k))
+        afs = [AnomalyAwareFeatureSelection(num_batches=16)]
+        rows.append(run(f"RealNet {k}-shot", realnet(), few, args.epochs, afs))
     anchor = rows[0]
     print(f"\n{args.root.name}, {args.image_size}px, CPU (2 threads); speed ratios against {anchor['name']}")
     print(

@@ -68,6 +68,14 @@ def test_realnet_config_fits_tests_and_reloads_its_checkpoint(tmp_path):
     out = run("test", "-c", config, "--ckpt_path", str(checkpoint))
     for metric in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):
         assert metric in out
+    # few-shot fine-tuning from that checkpoint: 2 images, each with 2 anomalies per epoch
+    fewshot = str(ROOT / "configs" / "fewshot_realnet.yaml")
+    args = ["--data.init_args.num_shots", "2", "--data.init_args.repeats", "2", "--trainer.max_epochs", "1"]
+    run("fit", "-c", fewshot, "--model.init_args.init_weights", str(checkpoint), *args)
+    tuned = torch.load(tmp_path / "results" / "fewshot_realnet" / "checkpoints" / "last.ckpt", weights_only=True)
+    for k in range(4):
+        key = f"model.selection_{k}"
+        assert torch.equal(tuned["state_dict"][key], state["state_dict"][key]), "AFS indices came with the weights"
 
 
 @pytest.mark.slow

@@ -150,3 +150,23 @@ def test_few_shot_keeps_a_seeded_subset_of_k_normal_images(tiny_folder):
     with pytest.raises(ValueError, match="num_shots"):
         bad = SyntheticAnomalyDataModule(tiny_folder, synth, num_shots=999)
         bad.setup("fit")
+
+
+def test_repeats_give_each_image_several_different_anomalies(tiny_folder):
+    synth = create_synthesizer("cutpaste")
+    once = SyntheticAnomalyDataModule(tiny_folder, synth, anomaly_ratio=1.0, num_shots=2, seed=5)
+    once.setup("fit")
+    dm = SyntheticAnomalyDataModule(tiny_folder, synth, anomaly_ratio=1.0, num_shots=2, seed=5, repeats=3)
+    dm.setup("fit")
+    assert len(dm.train_data) == 6
+    items = [dm.train_data[i] for i in range(6)]
+    # repeat 0 is the plain item; the other repeats show the same source image with other anomalies
+    for i in range(2):
+        assert torch.equal(items[i].image, once.train_data[i].image)
+        for r in (1, 2):
+            assert torch.equal(items[i + 2 * r].source_image, items[i].source_image)
+            assert not torch.equal(items[i + 2 * r].image, items[i].image)
+    with pytest.raises(IndexError):
+        dm.train_data[6]
+    with pytest.raises(ValueError, match="repeats"):
+        SyntheticAnomalyDataModule(tiny_folder, synth, repeats=0)

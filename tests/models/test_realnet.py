@@ -153,3 +153,23 @@ def test_afs_padim_trains_with_afs_and_tests(tiny_folder, tmp_path):
     assert model.model.idx.numel() == model.model.n_features
     (metrics,) = engine.test(model=model, datamodule=dm)
     assert "image_AUROC" in metrics
+
+
+def test_init_weights_starts_from_a_checkpoint_with_its_afs_indices(tmp_path):
+    from anomalysynth.models import RealNet
+
+    source = RealNet(dims=(8, 8, 8, 8))
+    chosen = [torch.randperm(c)[:8].sort().values for c in source.model.channels]
+    source.set_feature_selection(chosen)
+    with torch.no_grad():
+        source.model.reconstruction[0].out[-1].weight.add_(0.5)
+    path = tmp_path / "realnet.ckpt"
+    torch.save({"state_dict": source.state_dict(), "epoch": 7}, path)
+    tuned = RealNet(dims=(8, 8, 8, 8), init_weights=path)
+    assert tuned.feature_selection_done
+    assert all(torch.equal(a, b) for a, b in zip(tuned.model.selections, chosen, strict=True))
+    assert torch.equal(tuned.model.reconstruction[0].out[-1].weight, source.model.reconstruction[0].out[-1].weight)
+    with pytest.raises(ValueError, match="does not fit"):
+        RealNet(init_weights=path)  # default dims differ from the checkpoint's
+    with pytest.raises(ValueError, match="no checkpoint"):
+        RealNet(init_weights=tmp_path / "missing.ckpt")

@@ -97,6 +97,9 @@ class SyntheticAnomalyDataset(Dataset):
         seed: base seed of every item's generator.
         reseed_every_epoch: draw fresh anomalies each epoch (use :class:`EpochSampler`
             or call :meth:`set_epoch`); otherwise item ``i`` is the same every epoch.
+        repeats: each source image appears this many times per epoch, each time with
+            its own anomaly (repeat ``r > 0`` is keyed ``"<key>#r"``); for few-shot
+            training, where a handful of images must yield many anomalies.
     """
 
     def __init__(
@@ -106,20 +109,24 @@ class SyntheticAnomalyDataset(Dataset):
         anomaly_ratio: float = 0.5,
         seed: int = 0,
         reseed_every_epoch: bool = False,
+        repeats: int = 1,
     ) -> None:
         if not isinstance(synthesizer, Synthesizer):
             raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
         if not 0.0 <= anomaly_ratio <= 1.0:
             raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"`repeats` must be an integer >= 1; got {repeats!r}.")
         self.dataset = dataset
         self.synthesizer = synthesizer
         self.anomaly_ratio = float(anomaly_ratio)
         self.seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
+        self.repeats = repeats
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset) * self.repeats  # type: ignore[arg-type]
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for reseeding when ``reseed_every_epoch`` (in this process only)."""
@@ -132,6 +139,13 @@ class SyntheticAnomalyDataset(Dataset):
 
     def source(self, index: int) -> tuple[Tensor, str | int, ImageItem | None]:
         """The clean (C, H, W) image of item ``index``, its key, and the wrapped item if it is an ImageItem."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"Item {index} out of range for {len(self)} items.")
+        repeat, index = divmod(index, len(self.dataset))  # type: ignore[arg-type]
+        image, key, item = self._source(index)
+        return image, (key if repeat == 0 else f"{key}#{repeat}"), item
+
+    def _source(self, index: int) -> tuple[Tensor, str | int, ImageItem | None]:
         item = self.dataset[index]
         if isinstance(item, ImageItem):
             image, key = item.image, item.image_path or index

@@ -45,6 +45,8 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         num_shots: few-shot training: keep only this many normal training images,
             chosen with ``seed`` (the same ``k`` images for the same seed), and make
             the synthetic anomalies from them.
+        repeats: each training image appears this many times per epoch, each time
+            with a different anomaly (few-shot: many anomalies from ``num_shots`` images).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         train_batch_size: int | None = None,
         num_workers: int | None = None,
         num_shots: int | None = None,
+        repeats: int = 1,
     ) -> None:
         if not isinstance(datamodule, AnomalibDataModule):
             raise ValueError(
@@ -88,6 +91,9 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self.synthesis_seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
         self.num_shots = num_shots
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"`repeats` must be an integer >= 1; got {repeats!r}.")
+        self.repeats = repeats
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -129,6 +135,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             anomaly_ratio=self.anomaly_ratio,
             seed=self.synthesis_seed,
             reseed_every_epoch=self.reseed_every_epoch,
+            repeats=self.repeats,
         )
 
     def _shots(self, dataset: Any) -> Subset:

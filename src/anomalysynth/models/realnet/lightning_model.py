@@ -43,6 +43,9 @@ class RealNet(AnomalibModule):
         dims: channels kept per level (default scaled from RealNet's {256, 512, 512, 256}).
         rrs_ratio: fraction of residual channels kept by RRS.
         lr: Adam learning rate.
+        init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
+            fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
+            recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
         pre_processor, post_processor, evaluator, visualizer: as anomalib's modules.
     """
 
@@ -53,6 +56,7 @@ class RealNet(AnomalibModule):
         dims: Sequence[int] | None = None,
         rrs_ratio: float = 1 / 3,
         lr: float = 1e-4,
+        init_weights: str | Path | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -71,6 +75,28 @@ class RealNet(AnomalibModule):
         self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio)
         self.lr = float(lr)
         self.register_buffer("afs_done", torch.tensor(False))
+        if init_weights is not None:
+            self.load_weights(init_weights)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the model weights and AFS indices of a RealNet checkpoint (``weights_only``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"`init_weights`: no checkpoint at {str(path)!r}; pass a RealNet .ckpt file.")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f"`init_weights`: {str(path)!r} holds no state dict.")
+        wanted = {k: v for k, v in state.items() if k.startswith("model.") or k == "afs_done"}
+        own = {k for k in self.state_dict() if k.startswith("model.") or k == "afs_done"}
+        missing = sorted(own - wanted.keys())
+        mismatched = sorted(k for k in own & wanted.keys() if self.state_dict()[k].shape != wanted[k].shape)
+        if missing or mismatched:
+            raise ValueError(
+                f"`init_weights`: {str(path)!r} does not fit this RealNet (backbone/dims differ): "
+                f"missing {missing[:3]}, shape mismatch {mismatched[:3]}."
+            )
+        self.load_state_dict(wanted, strict=False)
 
     # ------------------------------------------------------------------ AFS protocol
     @property
