@@ -115,14 +115,12 @@ class SyntheticAnomalyDataset(Dataset):
             raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
         if not 0.0 <= anomaly_ratio <= 1.0:
             raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"`repeats` must be an integer >= 1; got {repeats!r}.")
         self.dataset = dataset
         self.synthesizer = synthesizer
         self.anomaly_ratio = float(anomaly_ratio)
         self.seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
-        self.repeats = repeats
+        self.repeats = check_repeats(repeats)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -177,6 +175,13 @@ class SyntheticAnomalyDataset(Dataset):
             source_image=image,
             anomaly_strength=out.strength[0],
         )
+
+
+def check_repeats(repeats: object) -> int:
+    """``repeats`` as an int, or ValueError unless it is an integer >= 1."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"`repeats` must be an integer >= 1; got {repeats!r}.")
+    return repeats
 
 
 class EpochSampler(Sampler):

@@ -11,7 +11,12 @@ from torch.utils.data import DataLoader, Subset
 from typing_extensions import override
 
 from anomalysynth.datamodules.cache import CachedSyntheticDataset, SynthesisCache
-from anomalysynth.datamodules.synthetic import EpochSampler, SyntheticAnomalyDataset, SyntheticImageBatch
+from anomalysynth.datamodules.synthetic import (
+    EpochSampler,
+    SyntheticAnomalyDataset,
+    SyntheticImageBatch,
+    check_repeats,
+)
 from anomalysynth.files import home_dir
 from anomalysynth.synth import Synthesizer
 
@@ -91,9 +96,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self.synthesis_seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
         self.num_shots = num_shots
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"`repeats` must be an integer >= 1; got {repeats!r}.")
-        self.repeats = repeats
+        self.repeats = check_repeats(repeats)
 
     @property
     def name(self) -> str:  # type: ignore[override]
