@@ -79,9 +79,13 @@ def _wrapped_rotation_grid(rotation_deg: Tensor, h: int, w: int) -> Tensor:
     cos, sin = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
     xs = (torch.arange(w, device=theta.device, dtype=torch.float32) + 0.5 - w / 2).view(1, 1, w)
     ys = (torch.arange(h, device=theta.device, dtype=torch.float32) + 0.5 - h / 2).view(1, h, 1)
-    px = torch.remainder(cos * xs - sin * ys + w / 2, w) + 1  # continuous position in the padded image
-    py = torch.remainder(sin * xs + cos * ys + h / 2, h) + 1
-    return torch.stack(torch.broadcast_tensors(px * (2 / (w + 2)) - 1, py * (2 / (h + 2)) - 1), dim=-1)
+    grid = torch.empty(theta.shape[0], h, w, 2, device=theta.device)
+    for k, (along_x, along_y, n) in enumerate(((cos / w, -sin / w, w), (sin / h, cos / h, h))):
+        u = along_x * xs + along_y * ys + 0.5  # rotated position as a fraction of the period
+        u.sub_(torch.floor(u))  # wrapped into [0, 1) (cheaper than torch.remainder)
+        # continuous position in the padded image (n + 2 pixels), normalised to [-1, 1]
+        torch.add(u.mul_(2 * n / (n + 2)), 2 / (n + 2) - 1, out=grid[..., k])
+    return grid
 
 
 def _lattice_coords(n: int, res: Tensor) -> Tensor:

@@ -152,11 +152,12 @@ class TextureAugment:
     def __call__(self, textures: Tensor, params: dict[str, Tensor]) -> Tensor:
         """Augment (B, C, H, W) textures in [0, 1] with the drawn operations."""
         b, c = textures.shape[:2]
-        levels = _quantize(textures)  # (B, C, H*W) int64 levels: the index type of gather/scatter
-        identity = torch.arange(256, device=textures.device, dtype=textures.dtype) / 255
+        device = textures.device
+        levels = _quantize(textures)  # (B, C, H*W) int32 8-bit levels
+        identity = torch.arange(256, device=device, dtype=textures.dtype) / 255
         table = identity.expand(b, c, 256).clone()  # pending per-pixel mapping, level -> value
-        ops = params["aug_ops"].to(textures.device)
-        aug = {k: v.to(textures.device) for k, v in params.items() if k.startswith("aug_")}
+        ops = params["aug_ops"].to(device)
+        aug = {k: v.to(device) for k, v in params.items() if k.startswith("aug_")}
         for slot in range(ops.shape[1]):
             # within a slot every sample gets one operation, so the index sets are disjoint
             for op in torch.unique(ops[:, slot]).tolist():
@@ -169,19 +170,35 @@ class TextureAugment:
                 elif kind == "histogram":
                     # histogram of the current image: the pixels' histogram pushed through the table
                     entries = (table[idx] * 255).round_().long()
-                    hist = torch.zeros(len(idx), c, 256, device=textures.device)
+                    hist = torch.zeros(len(idx), c, 256, device=device)
                     hist.scatter_add_(2, entries, _histogram(levels[idx]))
                     table[idx] = torch.gather(func(hist, sub), 2, entries)
                 else:
-                    pixels = torch.gather(table[idx], 2, levels[idx]).view(len(idx), *textures.shape[1:])
+                    pixels = _lookup(table[idx], levels[idx]).view(len(idx), *textures.shape[1:])
                     levels[idx] = _quantize(func(pixels, sub))
                     table[idx] = identity
-        return torch.gather(table, 2, levels).view(textures.shape)
+        return _lookup(table, levels).view(textures.shape)
 
 
 def _quantize(x: Tensor) -> Tensor:
-    """(N, C, H*W) int64 8-bit levels of (N, C, H, W) values (clamped to [0, 1])."""
-    return (x.reshape(x.shape[0], x.shape[1], -1) * 255).clamp_(0, 255).round_().long()
+    """(N, C, H*W) int32 8-bit levels of (N, C, H, W) values (clamped to [0, 1]).
+
+    int32, not int64: on CPU a conversion to int64 costs several times a float pass.
+    """
+    scaled = x.reshape(x.shape[0], x.shape[1], -1) * 255
+    return scaled.clamp_(0, 255).round_().to(torch.int32)
+
+
+def _flat_index(levels: Tensor) -> Tensor:
+    """Indices of (N, C, L) int32 levels into the flattened (N, C, 256) tables."""
+    n, c = levels.shape[:2]
+    offsets = torch.arange(0, n * c * 256, 256, device=levels.device, dtype=torch.int32).view(n, c, 1)
+    return (levels + offsets).view(-1)
+
+
+def _lookup(table: Tensor, levels: Tensor) -> Tensor:
+    """(N, C, L) values ``table[n, c, levels[n, c, l]]`` (index_select takes int32 indices)."""
+    return table.reshape(-1).index_select(0, _flat_index(levels)).view(levels.shape)
 
 
 def _requantize(values: Tensor) -> Tensor:
@@ -189,10 +206,10 @@ def _requantize(values: Tensor) -> Tensor:
 
 
 def _histogram(levels: Tensor) -> Tensor:
-    """(N, C, 256) pixel counts of (N, C, H*W) int64 levels."""
+    """(N, C, 256) float pixel counts of (N, C, L) int32 levels: one bincount for all rows."""
     n, c = levels.shape[:2]
-    counts = torch.ones(1, 1, 1, device=levels.device).expand(n, c, levels.shape[-1])
-    return torch.zeros(n, c, 256, device=levels.device).scatter_add_(2, levels, counts)
+    counts = torch.bincount(_flat_index(levels), minlength=n * c * 256)
+    return counts.view(n, c, 256).to(torch.float32)
 
 
 def _gamma(x: Tensor, p: dict[str, Tensor]) -> Tensor:
@@ -207,11 +224,10 @@ def _brightness(x: Tensor, p: dict[str, Tensor]) -> Tensor:
 def _sharpness(x: Tensor, p: dict[str, Tensor]) -> Tensor:
     # PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13: a separable 3x3 box sum plus 4x the centre
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    rows = padded[..., :-2, :] + padded[..., 1:-1, :] + padded[..., 2:, :]
-    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
-    smooth = (box + 4 * x) / 13
-    factor = p["aug_sharpness"].view(-1, 1, 1, 1)
-    return smooth + factor * (x - smooth)
+    rows = torch.add(padded[..., :-2, :], padded[..., 1:-1, :]).add_(padded[..., 2:, :])
+    smooth = torch.add(rows[..., :-2], rows[..., 1:-1]).add_(rows[..., 2:]).add_(x, alpha=4).div_(13)
+    # smooth + factor (x - smooth), in place
+    return smooth.sub_(x).mul_(1 - p["aug_sharpness"].view(-1, 1, 1, 1)).add_(x)
 
 
 def _hue_saturation(x: Tensor, p: dict[str, Tensor]) -> Tensor:
