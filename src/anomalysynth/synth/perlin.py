@@ -67,9 +67,28 @@ def perlin_noise(
     if rotation_deg is None:
         return noise
     # The lattice repeats every res cells, i.e. the noise is periodic with the image's own
-    # size: a rotated pattern is the same image sampled at rotated, wrapped coordinates.
-    padded = F.pad(noise.unsqueeze(1), (1, 1, 1, 1), mode="circular")
-    return F.grid_sample(padded, _wrapped_rotation_grid(rotation_deg.to(device), h, w), align_corners=False).squeeze(1)
+    # size: a rotated pattern is the same image sampled at rotated coordinates of its tiling.
+    theta = rotation_deg.to(device=device, dtype=torch.float32) * (math.pi / 180)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # circular padding that holds every rotated pixel centre (plus one pixel for bilinear)
+    pad_y = math.ceil(float((sin.abs() * w + cos.abs() * h).max()) / 2 - h / 2) + 1
+    pad_x = math.ceil(float((cos.abs() * w + sin.abs() * h).max()) / 2 - w / 2) + 1
+    if pad_y <= h and pad_x <= w:
+        padded = F.pad(noise.unsqueeze(1), (pad_x, pad_x, pad_y, pad_y), mode="circular")
+        hp, wp = h + 2 * pad_y, w + 2 * pad_x
+        zero = torch.zeros_like(cos)
+        affine = torch.stack(
+            [
+                torch.stack([cos * (w / wp), -sin * (h / wp), zero], 1),
+                torch.stack([sin * (w / hp), cos * (h / hp), zero], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(affine, [noise.shape[0], 1, h, w], align_corners=False)
+    else:  # a very elongated image: wrap the coordinates instead (slower)
+        padded = F.pad(noise.unsqueeze(1), (1, 1, 1, 1), mode="circular")
+        grid = _wrapped_rotation_grid(rotation_deg.to(device), h, w)
+    return F.grid_sample(padded, grid, align_corners=False).squeeze(1)
 
 
 def _wrapped_rotation_grid(rotation_deg: Tensor, h: int, w: int) -> Tensor:
