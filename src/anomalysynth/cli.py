@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from anomalysynth.synth import available_synthesizers, create_synthesizer
 
@@ -28,13 +29,32 @@ _LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def lightning_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lightning`` console script: a generic LightningCLI."""
+    """Entry point of the ``lightning`` console script: a generic LightningCLI.
+
+    Beyond Lightning's own options it takes ``test_after_fit`` (default false): after
+    ``fit``, test the trained module on the datamodule's test set, so one command
+    trains and prints the test metrics. Testing the saved last checkpoint with
+    ``lightning test --ckpt_path`` gives the same numbers (same weights, same data).
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningCLI
 
     import anomalysynth  # noqa: F401  (registers the offline backbones)
 
-    LightningCLI(
+    class _CLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_argument(
+                "--test_after_fit",
+                type=bool,
+                default=False,
+                help="After fit, test the trained module on the test set and print its metrics.",
+            )
+
+        def after_fit(self) -> None:
+            if self.config.get(str(self.subcommand), {}).get("test_after_fit", False):
+                self.trainer.test(self.model, datamodule=self.datamodule)
+
+    _CLI(
         pl.LightningModule,
         pl.LightningDataModule,
         subclass_mode_model=True,
