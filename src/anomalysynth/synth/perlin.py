@@ -84,11 +84,11 @@ def perlin_noise(
             ],
             1,
         )
-        grid = F.affine_grid(affine, [noise.shape[0], 1, h, w], align_corners=False)
+        where = F.affine_grid(affine, [noise.shape[0], 1, h, w], align_corners=False)
     else:  # a very elongated image: wrap the coordinates instead (slower)
         padded = F.pad(noise.unsqueeze(1), (1, 1, 1, 1), mode="circular")
-        grid = _wrapped_rotation_grid(rotation_deg.to(device), h, w)
-    return F.grid_sample(padded, grid, align_corners=False).squeeze(1)
+        where = _wrapped_rotation_grid(rotation_deg.to(device), h, w)
+    return F.grid_sample(padded, where, align_corners=False).squeeze(1)
 
 
 def _wrapped_rotation_grid(rotation_deg: Tensor, h: int, w: int) -> Tensor:
