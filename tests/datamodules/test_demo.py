@@ -64,3 +64,19 @@ def test_datamodule_pairs_masks_with_their_images(tree):
             assert np.array_equal(item.gt_mask.numpy(), expected)
         else:
             assert not item.gt_mask.any()
+
+
+def test_a_demo_tree_in_a_dot_folder_gives_no_hidden_files_warning(tmp_path, caplog):
+    from anomalib.data.utils.path import _prepare_files_labels
+
+    root = tmp_path / ".cache" / "demo"
+    dm = DemoDataModule("grass", root=root, image_size=64, num_train=6, num_test_good=3, num_defects=2)
+    with caplog.at_level("WARNING", logger="anomalib.data.utils.path"):
+        dm.setup()
+        assert "hidden files" not in caplog.text
+        # anomalib still warns about other folders with hidden parts
+        other = tmp_path / ".other"
+        other.mkdir()
+        Image.new("L", (4, 4)).save(other / "a.png")
+        _prepare_files_labels(other, "normal", None)
+        assert "hidden files found" in caplog.text

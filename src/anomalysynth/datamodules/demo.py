@@ -24,6 +24,8 @@ first use (atomically, so an interrupted build never leaves a half tree).
 
 from __future__ import annotations
 
+import logging
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -132,6 +134,26 @@ class DemoDataModule(Folder):
         )
         self.category = category
         self.tree = tree
+        _quiet_hidden_path_warning(tree)
+
+
+class _DropHiddenWarning(logging.Filter):
+    """Drops anomalib's "hidden files found in <path>" for the demo tree: its files are not
+    hidden, only its default home (``~/.cache``) is a dot-folder."""
+
+    def __init__(self, tree: Path) -> None:
+        super().__init__()
+        self.tree = str(tree)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("hidden files found in" in message and self.tree in message)
+
+
+def _quiet_hidden_path_warning(tree: Path) -> None:
+    anomalib_logger = logging.getLogger("anomalib.data.utils.path")
+    if not any(isinstance(f, _DropHiddenWarning) and f.tree == str(tree) for f in anomalib_logger.filters):
+        anomalib_logger.addFilter(_DropHiddenWarning(tree))
 
 
 # ---------------------------------------------------------------------- writing
