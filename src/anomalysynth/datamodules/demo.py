@@ -25,7 +25,6 @@ first use (atomically, so an interrupted build never leaves a half tree).
 from __future__ import annotations
 
 import logging
-
 import shutil
 import tempfile
 from pathlib import Path
