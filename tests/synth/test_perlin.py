@@ -91,3 +91,17 @@ def test_bad_lattice_is_rejected():
         assert "Lattice resolution" in str(err)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_quarter_turn_reads_the_periodic_noise_at_rotated_pixel_centres():
+    # with h + w even, a 90-degree turn maps pixel centres onto pixel centres of the tiled
+    # noise: output (r, c) is noise[(c - (w - h) / 2) mod h, ((h + w) / 2 - 1 - r) mod w]
+    gen = torch.Generator().manual_seed(3)
+    for h, w in [(32, 32), (16, 64), (64, 16)]:  # square: circular padding; elongated: tiling
+        angles = torch.rand(1, MAX_LATTICE, MAX_LATTICE, generator=gen) * 2 * math.pi
+        res = (torch.tensor([4]), torch.tensor([8]))
+        flat = perlin_noise((h, w), *res, angles)[0]
+        turned = perlin_noise((h, w), *res, angles, torch.tensor([90.0]))[0]
+        rows = (torch.arange(w).view(1, w) - (w - h) // 2) % h
+        cols = ((h + w) // 2 - 1 - torch.arange(h).view(h, 1)) % w
+        torch.testing.assert_close(turned, flat[rows.expand(h, w), cols.expand(h, w)], atol=1e-4, rtol=0)

@@ -73,38 +73,28 @@ def perlin_noise(
     # circular padding that holds every rotated pixel centre (plus one pixel for bilinear)
     pad_y = math.ceil(float((sin.abs() * w + cos.abs() * h).max()) / 2 - h / 2) + 1
     pad_x = math.ceil(float((cos.abs() * w + sin.abs() * h).max()) / 2 - w / 2) + 1
-    if pad_y <= h and pad_x <= w:
-        padded = F.pad(noise.unsqueeze(1), (pad_x, pad_x, pad_y, pad_y), mode="circular")
-        hp, wp = h + 2 * pad_y, w + 2 * pad_x
-        zero = torch.zeros_like(cos)
-        affine = torch.stack(
-            [
-                torch.stack([cos * (w / wp), -sin * (h / wp), zero], 1),
-                torch.stack([sin * (w / hp), cos * (h / hp), zero], 1),
-            ],
-            1,
-        )
-        where = F.affine_grid(affine, [noise.shape[0], 1, h, w], align_corners=False)
-    else:  # a very elongated image: wrap the coordinates instead (slower)
-        padded = F.pad(noise.unsqueeze(1), (1, 1, 1, 1), mode="circular")
-        where = _wrapped_rotation_grid(rotation_deg.to(device), h, w)
+    padded = _tile_pad(noise.unsqueeze(1), pad_y, pad_x)
+    hp, wp = h + 2 * pad_y, w + 2 * pad_x
+    zero = torch.zeros_like(cos)
+    affine = torch.stack(
+        [
+            torch.stack([cos * (w / wp), -sin * (h / wp), zero], 1),
+            torch.stack([sin * (w / hp), cos * (h / hp), zero], 1),
+        ],
+        1,
+    )
+    where = F.affine_grid(affine, [noise.shape[0], 1, h, w], align_corners=False)
     return F.grid_sample(padded, where, align_corners=False).squeeze(1)
 
 
-def _wrapped_rotation_grid(rotation_deg: Tensor, h: int, w: int) -> Tensor:
-    """grid_sample grid of the pixel centres rotated about the centre, wrapped into the image
-    and expressed in the coordinates of the image circularly padded by one pixel."""
-    theta = rotation_deg.to(torch.float32) * (math.pi / 180)
-    cos, sin = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
-    xs = (torch.arange(w, device=theta.device, dtype=torch.float32) + 0.5 - w / 2).view(1, 1, w)
-    ys = (torch.arange(h, device=theta.device, dtype=torch.float32) + 0.5 - h / 2).view(1, h, 1)
-    grid = torch.empty(theta.shape[0], h, w, 2, device=theta.device)
-    for k, (along_x, along_y, n) in enumerate(((cos / w, -sin / w, w), (sin / h, cos / h, h))):
-        u = along_x * xs + along_y * ys + 0.5  # rotated position as a fraction of the period
-        u.sub_(torch.floor(u))  # wrapped into [0, 1) (cheaper than torch.remainder)
-        # continuous position in the padded image (n + 2 pixels), normalised to [-1, 1]
-        torch.add(u.mul_(2 * n / (n + 2)), 2 / (n + 2) - 1, out=grid[..., k])
-    return grid
+def _tile_pad(x: Tensor, pad_y: int, pad_x: int) -> Tensor:
+    """``x`` (N, C, H, W) padded periodically by ``pad_y`` / ``pad_x`` on each side, any amount."""
+    h, w = x.shape[-2:]
+    if pad_y <= h and pad_x <= w:
+        return F.pad(x, (pad_x, pad_x, pad_y, pad_y), mode="circular")
+    ry, rx = 2 * math.ceil(pad_y / h) + 1, 2 * math.ceil(pad_x / w) + 1  # an elongated image
+    oy, ox = (ry // 2) * h - pad_y, (rx // 2) * w - pad_x
+    return x.repeat(1, 1, ry, rx)[..., oy : oy + h + 2 * pad_y, ox : ox + w + 2 * pad_x]
 
 
 def _lattice_coords(n: int, res: Tensor) -> Tensor:
