@@ -106,7 +106,8 @@ class RealNetModel(nn.Module):
         )
         anomaly_map = logits.softmax(dim=1)[:, 1:2]
         pool = max(1, min(16, *images.shape[-2:]))
-        pooled = F.avg_pool2d(anomaly_map, pool, stride=1)
+        # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
+        pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
         return RealNetOutput(logits, anomaly_map, pooled.flatten(1).amax(dim=1), reconstructions, features)
 
 
