@@ -2,7 +2,8 @@
 
 Every model uses the offline EfficientNet-Lite0, the same image size and the CPU.
 Prints image AUROC, pixel AUROC, AUPRO, training time and inference images/s for
-each, with ratios against PatchCore, plus ablation rows (RealNet with AFS vs
+each (``engine.test`` over the test set, and the model alone on preloaded batches),
+with ratios against PatchCore, plus ablation rows (RealNet with AFS vs
 random vs all channels; AFSPadim vs PaDiM) and few-shot rows (RealNet trained
 from k seeded normal images, each repeated with fresh anomalies). Run it alone:
 
