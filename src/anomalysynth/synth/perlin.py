@@ -74,16 +74,7 @@ def perlin_noise(
     pad_y = math.ceil(float((sin.abs() * w + cos.abs() * h).max()) / 2 - h / 2) + 1
     pad_x = math.ceil(float((cos.abs() * w + sin.abs() * h).max()) / 2 - w / 2) + 1
     padded = _tile_pad(noise.unsqueeze(1), pad_y, pad_x)
-    hp, wp = h + 2 * pad_y, w + 2 * pad_x
-    zero = torch.zeros_like(cos)
-    affine = torch.stack(
-        [
-            torch.stack([cos * (w / wp), -sin * (h / wp), zero], 1),
-            torch.stack([sin * (w / hp), cos * (h / hp), zero], 1),
-        ],
-        1,
-    )
-    where = F.affine_grid(affine, [noise.shape[0], 1, h, w], align_corners=False)
+    where = rotation_grid(rotation_deg.to(device), (h, w), (h + 2 * pad_y, w + 2 * pad_x))
     return F.grid_sample(padded, where, align_corners=False).squeeze(1)
 
 
