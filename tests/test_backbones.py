@@ -48,3 +48,40 @@ def test_user_weights_file_and_clear_errors(tmp_path):
         create_timm_model("resnet18", weights=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="Unknown timm model"):
         create_timm_model("no_such_net", weights=path)
+
+
+def test_fold_batchnorms_keeps_the_features_and_leaves_the_original_alone():
+    from anomalysynth.backbones import fold_batchnorms
+
+    model = create_timm_model("efficientnet_lite0.offline_in1k", features_only=True, out_indices=[1, 2, 3, 4]).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorms(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 40
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        for a, b in zip(model(x), folded(x), strict=True):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fold_batchnorms_falls_back_when_a_batchnorm_does_not_follow_its_conv(caplog):
+    from anomalysynth.backbones import fold_batchnorms
+
+    class NotSequential(torch.nn.Module):  # registers conv then bn, but applies bn to the input
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(0.5)
+            self.bn.running_var.fill_(4.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.bn(x))
+
+    torch.manual_seed(0)
+    model = NotSequential().eval()
+    folded = fold_batchnorms(model)
+    assert "unfused" in caplog.text
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(model(x), folded(x))

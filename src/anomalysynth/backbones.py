@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import logging
 from collections import OrderedDict
 from dataclasses import replace
@@ -32,6 +33,7 @@ __all__ = [
     "OFFLINE_TAG",
     "available_offline_backbones",
     "create_timm_model",
+    "fold_batchnorms",
     "offline_weights_path",
     "register_offline_backbones",
 ]
@@ -96,6 +98,69 @@ def create_timm_model(name: str, weights: str | Path | None = None, **kwargs: ob
         raise FileNotFoundError(f"Weights file {str(path)!r} for {name!r} does not exist.")
     overlay = {"file": str(path), "url": "", "hf_hub_id": None}
     return timm.create_model(base, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)  # type: ignore[arg-type]
+
+
+def fold_batchnorms(module: torch.nn.Module, check_size: int = 64, atol: float = 1e-4) -> torch.nn.Module:
+    """An inference copy of a frozen network with each BatchNorm folded into the conv before it.
+
+    A ``Conv2d`` directly followed (as the next child of the same parent) by a
+    ``BatchNorm2d`` of its width becomes one conv with the BatchNorm's eval-mode affine
+    map in its weights and bias; the BatchNorm is replaced by what it applies after
+    normalising (timm's ``BatchNormAct2d`` keeps its dropout and activation). The
+    original is untouched, so state dicts and checkpoints keep their keys.
+
+    The copy is checked against the original on a random input of ``check_size``
+    pixels; if any output differs by more than ``atol`` (relative to its scale),
+    the unfused copy is returned instead and a warning is logged.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(module).eval()
+    count = 0
+    for parent in list(fused.modules()):
+        names = list(parent._modules)
+        for first, second in itertools.pairwise(names):
+            conv, bn = parent._modules[first], parent._modules[second]
+            if not (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)):
+                continue
+            if bn.num_features != conv.out_channels or bn.running_mean is None:
+                continue
+            parent._modules[first] = fuse_conv_bn_eval(conv, bn)
+            tail = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+            parent._modules[second] = torch.nn.Sequential(*tail) if tail else torch.nn.Identity()
+            count += 1
+    if count == 0:
+        return fused
+    probe = _first_parameter(module)
+    x = torch.rand(2, _in_channels(module), check_size, check_size, generator=torch.Generator().manual_seed(0))
+    x = x.to(device=probe.device, dtype=probe.dtype) if probe is not None else x
+    with torch.no_grad():
+        was_training = module.training
+        module.eval()
+        expected, got = _as_list(module(x)), _as_list(fused(x))
+        module.train(was_training)
+    for e, g in zip(expected, got, strict=True):
+        if e.shape != g.shape or float((e - g).abs().max()) > atol * max(1.0, float(e.abs().max())):
+            logger.warning("Folding BatchNorms changed %s's output; using it unfused.", type(module).__name__)
+            return copy.deepcopy(module).eval()
+    return fused.requires_grad_(False)
+
+
+def _first_parameter(module: torch.nn.Module) -> torch.Tensor | None:
+    return next(iter(module.parameters()), None)
+
+
+def _in_channels(module: torch.nn.Module) -> int:
+    conv = next((m for m in module.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def _as_list(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return list(out.values()) if isinstance(out, dict) else list(out)
 
 
 def _package_file(n: int) -> Path | None:

@@ -173,3 +173,32 @@ def test_init_weights_starts_from_a_checkpoint_with_its_afs_indices(tmp_path):
         RealNet(init_weights=path)  # default dims differ from the checkpoint's
     with pytest.raises(ValueError, match="no checkpoint"):
         RealNet(init_weights=tmp_path / "missing.ckpt")
+
+
+class ExtractorWithBatchNorm(TinyExtractor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Sequential(conv, nn.BatchNorm2d(conv.out_channels).eval())
+            for conv in self.convs  # type: ignore[arg-type]
+        )
+        for block in self.convs:
+            block[1].running_mean.uniform_(-1, 1)
+            block[1].running_var.uniform_(0.5, 2)
+
+
+def test_folded_backbone_gives_the_same_output_and_follows_new_weights():
+    torch.manual_seed(0)
+    model = RealNetModel(ExtractorWithBatchNorm(), CHANNELS, (4, 6, 8, 10)).eval()
+    plain = RealNetModel(ExtractorWithBatchNorm(), CHANNELS, (4, 6, 8, 10), fold_batchnorms=False).eval()
+    plain.load_state_dict(model.state_dict())
+    assert not any(k.startswith("_folded") for k in model.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x).anomaly_map, plain(x).anomaly_map, atol=1e-5)
+        first = model(x).features[0].clone()
+        # loading other weights (a checkpoint) must re-fold, not reuse the stale copy
+        other = RealNetModel(ExtractorWithBatchNorm(), CHANNELS, (4, 6, 8, 10)).eval()
+        model.load_state_dict(other.state_dict())
+        assert not torch.allclose(model(x).features[0], first)
+        assert torch.allclose(model(x).features[0], other(x).features[0], atol=1e-5)
