@@ -74,6 +74,15 @@ def test_seeded_determinism_and_replay(synth, batch, channels):
     assert torch.equal(synth.apply(images, a.params).image, a.image)
 
 
+def test_memory_layout_does_not_matter(synth):
+    images = photo_batch(4, 3)
+    expected = synth(images, generator=gen(5))
+    for layout in (images.to(memory_format=torch.channels_last), images.repeat_interleave(2, dim=-1)[..., ::2]):
+        assert not layout.is_contiguous()
+        out = synth(layout, generator=gen(5))
+        assert torch.equal(out.image, expected.image) and torch.equal(out.mask, expected.mask)
+
+
 @pytest.mark.parametrize("channels", [3, 1])
 def test_generator_list_matches_single_image_calls(synth, channels):
     images = photo_batch(8, channels)

@@ -119,6 +119,7 @@ class Synthesizer(torch.nn.Module):
         return self._sample_params(images, generator)
 
     def _sample_params(self, images: Tensor, generator: GeneratorLike) -> dict[str, Tensor]:
+        images = images.contiguous()
         gens = per_sample_generators(generator, images.shape[0])
         anomalous = torch.stack([torch.rand((), generator=g) < self.anomaly_ratio for g in gens])
         params = {"anomalous": anomalous}
@@ -149,6 +150,8 @@ class Synthesizer(torch.nn.Module):
         return self._run(images, params, foreground)
 
     def _run(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
+        # loaders may hand over channels-last or sliced tensors; the synthesizers index flat memory
+        images = images.contiguous()
         b, _, h, w = images.shape
         _check_params(params, b)
         if foreground is None and "foreground" in params:
