@@ -202,3 +202,22 @@ def test_folded_backbone_gives_the_same_output_and_follows_new_weights():
         model.load_state_dict(other.state_dict())
         assert not torch.allclose(model(x).features[0], first)
         assert torch.allclose(model(x).features[0], other(x).features[0], atol=1e-5)
+
+
+def test_folded_copy_is_not_pickled_or_traced():
+    torch.manual_seed(0)
+    model = RealNetModel(ExtractorWithBatchNorm(), CHANNELS, (4, 6, 8, 10)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x).anomaly_map
+    assert len(model._folded) == 1
+    buffer = io.BytesIO()
+    torch.save(model, buffer)  # what a torch export does
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    assert restored._folded == {} and len(model._folded) == 1
+    fresh = RealNetModel(ExtractorWithBatchNorm(), CHANNELS, (4, 6, 8, 10)).eval()
+    fresh.load_state_dict(model.state_dict())
+    traced = torch.jit.trace(fresh, x, strict=False, check_trace=False)
+    assert fresh._folded == {}  # tracing runs the plain extractor and builds no copy
+    assert torch.allclose(traced(x)[1], expected, atol=1e-5)

@@ -81,6 +81,11 @@ class RealNetModel(nn.Module):
         self.rrs_norm = nn.BatchNorm2d(total, affine=False)
         self.discriminator = _discriminator(kept)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_folded"] = {}  # pickles (torch export) and deep copies rebuild it on use
+        return state
+
     def _apply(self, fn: Any, recurse: bool = True) -> RealNetModel:
         self._folded.clear()  # .to(), .half(), ...: fold again from the moved extractor
         return super()._apply(fn, recurse)
@@ -107,8 +112,8 @@ class RealNetModel(nn.Module):
     def extract(self, images: Tensor) -> list[Tensor]:
         """All channels of every level (no gradient)."""
         extractor = self.extractor
-        if self.fold_batchnorms:
-            key = (images.device, images.dtype)
+        key = (images.device, images.dtype)
+        if self.fold_batchnorms and (key in self._folded or not _tracing()):
             if key not in self._folded:
                 self._folded.clear()
                 self._folded[key] = fold_batchnorms(self.extractor)
@@ -133,6 +138,11 @@ class RealNetModel(nn.Module):
         # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
         return RealNetOutput(logits, anomaly_map, pooled.flatten(1).amax(dim=1), reconstructions, features)
+
+
+def _tracing() -> bool:
+    """True while torch.jit / torch.onnx / torch.compile trace the model: build no copies then."""
+    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
 
 def _clear_folded(module: RealNetModel, incompatible_keys: Any) -> None:
