@@ -115,11 +115,10 @@ class Synthesizer(torch.nn.Module):
         Returns:
             Batch-first tensors on the images' device.
         """
-        validate_images(images)
+        images = _checked(images)
         return self._sample_params(images, generator)
 
     def _sample_params(self, images: Tensor, generator: GeneratorLike) -> dict[str, Tensor]:
-        images = images.contiguous()
         gens = per_sample_generators(generator, images.shape[0])
         anomalous = torch.stack([torch.rand((), generator=g) < self.anomaly_ratio for g in gens])
         params = {"anomalous": anomalous}
@@ -146,12 +145,10 @@ class Synthesizer(torch.nn.Module):
             raise ValueError(
                 "`apply` needs the `params` drawn by `sample_params` (or a previous `SynthOutput.params`)."
             )
-        validate_images(images)
+        images = _checked(images)
         return self._run(images, params, foreground)
 
     def _run(self, images: Tensor, params: dict[str, Tensor], foreground: Tensor | None) -> SynthOutput:
-        # loaders may hand over channels-last or sliced tensors; the synthesizers index flat memory
-        images = images.contiguous()
         b, _, h, w = images.shape
         _check_params(params, b)
         if foreground is None and "foreground" in params:
@@ -240,7 +237,7 @@ class Synthesizer(torch.nn.Module):
             >>> out.image.shape, out.mask.shape, out.label.tolist()
             (torch.Size([2, 3, 64, 64]), torch.Size([2, 1, 64, 64]), [1, 1])
         """
-        validate_images(images)
+        images = _checked(images)
         if params is None:
             params = self._sample_params(images, generator)
         return self._run(images, params, foreground)
@@ -322,6 +319,13 @@ def validate_images(images: object) -> None:
         raise ValueError(f"Expected {expected}; got NaN values.")
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"Expected {expected}; got values in [{lo:.4g}, {hi:.4g}] (normalise after synthesis).")
+
+
+def _checked(images: Tensor) -> Tensor:
+    """Validated ``images``, contiguous: loaders may hand over channels-last or sliced
+    tensors, and the synthesizers index flat memory (copied once, only if needed)."""
+    validate_images(images)
+    return images.contiguous()
 
 
 def _validate_foreground(foreground: Tensor, images: Tensor) -> Tensor:
