@@ -221,3 +221,37 @@ def test_folded_copy_is_not_pickled_or_traced():
     traced = torch.jit.trace(fresh, x, strict=False, check_trace=False)
     assert fresh._folded == {}  # tracing runs the plain extractor and builds no copy
     assert torch.allclose(traced(x)[1], expected, atol=1e-5)
+
+
+def test_training_step_runs_the_backbone_once_for_unchanged_samples():
+    import torch.nn.functional as F
+
+    from anomalysynth.models import RealNet
+
+    torch.manual_seed(0)
+    model = RealNet()
+    source = torch.rand(3, 3, 64, 64)
+    image = model._pre(source).clone()
+    anomalous = model._pre(torch.rand(1, 3, 64, 64))
+    image[1] = anomalous[0]  # sample 1 carries an anomaly, samples 0 and 2 are their sources
+    mask = torch.zeros(3, 64, 64, dtype=torch.bool)
+    mask[1, 10:30, 10:30] = True
+
+    class Batch:
+        pass
+
+    batch = Batch()
+    batch.image, batch.source_image, batch.gt_mask = image, source, mask
+    seen = []
+    extract = model.model.extract
+    model.model.extract = lambda x: seen.append(len(x)) or extract(x)  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="log"):
+        loss = model.training_step(batch)["loss"]
+    assert seen == [4]  # 3 sources + the 1 changed image, not 3 + 3
+    model.model.extract = extract  # type: ignore[method-assign]
+    out = model.model(image)
+    target = model.model.select(model.model.extract(model._pre(source)))
+    expected = sum(F.mse_loss(r, t) for r, t in zip(out.reconstructions, target, strict=True))
+    target_mask = F.interpolate(mask[:, None].float(), size=out.logits.shape[-2:], mode="nearest")[:, 0].long()
+    expected = expected + F.cross_entropy(out.logits, target_mask)
+    assert torch.allclose(loss, expected, rtol=1e-4)

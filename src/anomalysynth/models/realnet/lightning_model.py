@@ -125,8 +125,11 @@ class RealNet(AnomalibModule):
                 "anomalysynth.datamodules.SyntheticAnomalyDataModule or add the SynthesizeOnDevice callback."
             )
         image: Any = batch.image
-        out = self.model(image)
-        target = self.model.select(self.model.extract(self._pre(source, size=image.shape[-2:])))
+        source_features, image_features = self._source_and_image_features(
+            self._pre(source, size=image.shape[-2:]), image
+        )
+        out = self.model(image, features=image_features)
+        target = self.model.select(source_features)
         reconstruction = sum(F.mse_loss(r, t) for r, t in zip(out.reconstructions, target, strict=True))
         mask = batch.gt_mask
         if mask is None:
@@ -137,6 +140,20 @@ class RealNet(AnomalibModule):
         loss = reconstruction + segmentation
         self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=image.shape[0])
         return {"loss": loss}
+
+    def _source_and_image_features(self, source: Tensor, image: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Backbone features of the clean sources and of the training images, in one pass.
+
+        A normal sample's image is its source (the synthesizers return it unchanged),
+        so only the images that differ from their source go through the backbone again:
+        at an anomaly ratio of 0.5 that is 3 instead of 4 backbone passes per pair.
+        """
+        batch = image.shape[0]
+        changed = torch.nonzero((source != image).flatten(1).any(dim=1)).flatten()
+        features = self.model.extract(torch.cat([source, image.index_select(0, changed)]))
+        source_features = [f[:batch] for f in features]
+        image_features = [s.index_copy(0, changed, f[batch:]) for s, f in zip(source_features, features, strict=True)]
+        return source_features, image_features
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         del args, kwargs

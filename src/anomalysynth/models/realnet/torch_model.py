@@ -125,8 +125,9 @@ class RealNetModel(nn.Module):
     def select(self, features: list[Tensor]) -> list[Tensor]:
         return [f.index_select(1, s) for f, s in zip(features, self.selections, strict=True)]
 
-    def forward(self, images: Tensor) -> RealNetOutput:
-        features = self.select(self.extract(images))
+    def forward(self, images: Tensor, features: list[Tensor] | None = None) -> RealNetOutput:
+        """``features``: the extractor's output for ``images`` (all channels), if already computed."""
+        features = self.select(self.extract(images) if features is None else features)
         reconstructions = [g(f) for g, f in zip(self.reconstruction, features, strict=True)]
         residuals = [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
         selected = residual_selection(residuals, self.rrs_ratio, norm=self.rrs_norm)
