@@ -255,3 +255,54 @@ def test_training_step_runs_the_backbone_once_for_unchanged_samples():
     target_mask = F.interpolate(mask[:, None].float(), size=out.logits.shape[-2:], mode="nearest")[:, 0].long()
     expected = expected + F.cross_entropy(out.logits, target_mask)
     assert torch.allclose(loss, expected, rtol=1e-4)
+
+
+def test_feature_statistics_standardise_the_selected_features():
+    model = tiny_model()
+    x = torch.rand(6, 3, 64, 64)
+    raw = model.extract(x)
+    means = [f.mean(dim=(0, 2, 3)) for f in raw]
+    stds = [f.std(dim=(0, 2, 3), unbiased=False).clamp_min(1e-3) for f in raw]
+    model.set_feature_statistics(means, stds)
+    assert bool(model.feature_stats_done)
+    for f, s, m, sd, out in zip(raw, model.selections, means, stds, model.select(raw), strict=True):
+        expected = (f[:, s] - m[s].view(1, -1, 1, 1)) / sd[s].view(1, -1, 1, 1)
+        assert torch.allclose(out, expected, atol=1e-5)
+        assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(out.shape[1]), atol=1e-3)
+    with pytest.raises(ValueError, match="positive stds"):
+        model.set_feature_statistics([torch.zeros(c) for c in CHANNELS], [torch.zeros(c) for c in CHANNELS])
+    with pytest.raises(ValueError, match="Expected 4 mean"):
+        model.set_feature_statistics([torch.zeros(8)], [torch.ones(8)])
+
+
+def test_state_dict_without_feature_statistics_loads_as_identity():
+    model = tiny_model()
+    model.set_feature_statistics([torch.full((c,), 3.0) for c in CHANNELS], [torch.full((c,), 2.0) for c in CHANNELS])
+    old = {k: v for k, v in tiny_model().state_dict().items() if not k.startswith("feature_")}
+    model.load_state_dict(old)  # strict: the missing statistics are filled in
+    assert bool(model.feature_stats_done)  # never re-measured under weights trained on raw features
+    assert torch.equal(model.feature_mean_0, torch.zeros(CHANNELS[0]))
+    assert torch.equal(model.feature_std_3, torch.ones(CHANNELS[3]))
+
+
+def test_lightning_module_measures_feature_statistics_on_clean_images():
+    from anomalysynth.models import RealNet
+
+    torch.manual_seed(0)
+    model = RealNet(feature_stats_batches=2)
+
+    class Batch:
+        def __init__(self) -> None:
+            self.source_image = torch.rand(4, 3, 64, 64)
+            self.image = torch.zeros(4, 3, 64, 64)  # the synthetic images must not be used
+
+    batches = [Batch() for _ in range(3)]
+    model.measure_feature_statistics(batches)
+    assert bool(model.model.feature_stats_done)
+    clean = torch.cat([b.source_image for b in batches[:2]])
+    for f in model.model.select(model.model.extract(model._pre(clean))):
+        assert f.mean().abs() < 1e-3
+        std = f.std(dim=(0, 2, 3), unbiased=False)
+        assert ((std - 1).abs() < 1e-2).float().mean() > 0.9  # constant channels keep std 1 and stay at 0
+    with pytest.raises(ValueError, match="feature_stats_batches"):
+        RealNet(feature_stats_batches=0)

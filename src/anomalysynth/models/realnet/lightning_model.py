@@ -17,6 +17,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from anomalysynth.backbones import create_timm_model
 from anomalysynth.models.preprocess import pre_process
@@ -43,6 +44,13 @@ class RealNet(AnomalibModule):
         dims: channels kept per level (default scaled from RealNet's {256, 512, 512, 256}).
         rrs_ratio: fraction of residual channels kept by RRS.
         lr: Adam learning rate.
+        standardize_features: before training, measure each backbone channel's mean and
+            std on the clean training images (``feature_stats_batches`` batches) and
+            reconstruct standardised features. RealNet's WideResNet features are
+            post-ReLU and of order 1; EfficientNet's block outputs are linear with stds
+            of 2-10, which without this makes the feature MSE (about 200 at the start)
+            swamp the segmentation loss. Saved with the model, measured once.
+        feature_stats_batches: training batches used to measure the statistics.
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -57,6 +65,8 @@ class RealNet(AnomalibModule):
         rrs_ratio: float = 1 / 3,
         lr: float = 1e-4,
         init_weights: str | Path | None = None,
+        standardize_features: bool = True,
+        feature_stats_batches: int = 8,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -74,6 +84,10 @@ class RealNet(AnomalibModule):
         channels = extractor.feature_info.channels()
         self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio)
         self.lr = float(lr)
+        if feature_stats_batches < 1:
+            raise ValueError(f"`feature_stats_batches` must be >= 1; got {feature_stats_batches}.")
+        self.standardize_features = bool(standardize_features)
+        self.feature_stats_batches = int(feature_stats_batches)
         self.register_buffer("afs_done", torch.tensor(False))
         if init_weights is not None:
             self.load_weights(init_weights)
@@ -116,6 +130,54 @@ class RealNet(AnomalibModule):
         return bool(self.afs_done)
 
     # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        if self.standardize_features and not bool(self.model.feature_stats_done):
+            self.measure_feature_statistics(self._train_loader())
+
+    def _train_loader(self) -> Any:
+        trainer = self.trainer
+        datamodule = getattr(trainer, "datamodule", None)
+        return datamodule.train_dataloader() if datamodule is not None else trainer.fit_loop._data_source.dataloader()
+
+    @torch.no_grad()
+    def measure_feature_statistics(self, loader: Any) -> None:
+        """Per-channel mean and std of the backbone features of clean training images.
+
+        ``loader`` yields raw batches (before the pre-processor); ``source_image`` is
+        used when the batches have it (synthetic training data), else ``image``; up to
+        ``feature_stats_batches`` batches, accumulated in float64.
+        """
+        sums: list[Tensor] = []
+        squares: list[Tensor] = []
+        counts: list[int] = []
+        batches = tqdm(loader, total=self.feature_stats_batches, desc="Feature statistics", leave=False)
+        for i, batch in enumerate(batches):
+            if i >= self.feature_stats_batches:
+                break
+            images = getattr(batch, "source_image", None)
+            images = batch.image if images is None else images
+            features = self.model.extract(self._pre(images.to(self.device)))
+            if not sums:
+                sums = [torch.zeros(f.shape[1], dtype=torch.float64, device=f.device) for f in features]
+                squares = [torch.zeros_like(t) for t in sums]
+                counts = [0] * len(features)
+            for k, f in enumerate(features):
+                f = f.double()
+                sums[k] += f.sum(dim=(0, 2, 3))
+                squares[k] += f.pow(2).sum(dim=(0, 2, 3))
+                counts[k] += f.shape[0] * f.shape[2] * f.shape[3]
+        if not counts:
+            raise ValueError("RealNet: the training data loader gave no batches to measure feature statistics on.")
+        means = [t / n for t, n in zip(sums, counts, strict=True)]
+        # a constant channel keeps std 1 (it carries no signal; dividing would blow it up)
+        stds = []
+        for q, n, m in zip(squares, counts, means, strict=True):
+            std = (q / n - m.pow(2)).clamp_min(0).sqrt()
+            stds.append(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        means = [m.float() for m in means]
+        stds = [v.float() for v in stds]
+        self.model.set_feature_statistics(means, stds)
+
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         del args, kwargs
         source = getattr(batch, "source_image", None)

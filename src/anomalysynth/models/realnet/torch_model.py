@@ -72,9 +72,13 @@ class RealNetModel(nn.Module):
         self._folded: dict[tuple[torch.device, torch.dtype], nn.Module] = {}
         self.register_load_state_dict_post_hook(_clear_folded)
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
-        for k, d in enumerate(dims):
+        for k, (d, c) in enumerate(zip(dims, channels, strict=True)):
             # the selected channel indices; set by AFS and saved with the model
             self.register_buffer(f"selection_{k}", torch.arange(d))
+            # per-channel mean and std of the training images' features (identity until measured)
+            self.register_buffer(f"feature_mean_{k}", torch.zeros(c))
+            self.register_buffer(f"feature_std_{k}", torch.ones(c))
+        self.register_buffer("feature_stats_done", torch.tensor(False))
         self.reconstruction = nn.ModuleList([ReconstructionUNet(d) for d in dims])
         total = sum(dims)
         kept = 2 * max(1, int(total * rrs_ratio) // 2)
@@ -109,6 +113,34 @@ class RealNetModel(nn.Module):
                 raise ValueError(f"Level {k}: expected {d} channel indices in [0, {c}); got {tuple(index.shape)}.")
             getattr(self, f"selection_{k}").copy_(index.to(getattr(self, f"selection_{k}").device))
 
+    def set_feature_statistics(self, means: Sequence[Tensor], stds: Sequence[Tensor]) -> None:
+        """Install per-level, per-channel feature means and standard deviations (all channels)."""
+        if len(means) != len(self.channels) or len(stds) != len(self.channels):
+            raise ValueError(f"Expected {len(self.channels)} mean and std tensors; got {len(means)} and {len(stds)}.")
+        for k, (mean, std, c) in enumerate(zip(means, stds, self.channels, strict=True)):
+            mean, std = torch.as_tensor(mean).flatten(), torch.as_tensor(std).flatten()
+            if mean.shape != (c,) or std.shape != (c,) or not bool((std > 0).all()):
+                raise ValueError(f"Level {k}: expected {c} means and {c} positive stds; got {mean.shape}, {std.shape}.")
+            getattr(self, f"feature_mean_{k}").copy_(mean)
+            getattr(self, f"feature_std_{k}").copy_(std)
+        self.feature_stats_done.fill_(True)  # type: ignore[operator]
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints saved before features were standardised: identity statistics, never re-measured
+        for name in (
+            "feature_stats_done",
+            *(f"feature_{s}_{k}" for k in range(len(self.dims)) for s in ("mean", "std")),
+        ):
+            if prefix + name not in state_dict and any(key.startswith(prefix + "selection_") for key in state_dict):
+                current = getattr(self, name)
+                if name == "feature_stats_done":
+                    state_dict[prefix + name] = torch.ones_like(current)
+                else:
+                    state_dict[prefix + name] = (
+                        torch.zeros_like(current) if "mean" in name else torch.ones_like(current)
+                    )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extract(self, images: Tensor) -> list[Tensor]:
         """All channels of every level (no gradient)."""
         extractor = self.extractor
@@ -123,7 +155,13 @@ class RealNetModel(nn.Module):
         return list(features.values()) if isinstance(features, dict) else list(features)
 
     def select(self, features: list[Tensor]) -> list[Tensor]:
-        return [f.index_select(1, s) for f, s in zip(features, self.selections, strict=True)]
+        """The selected channels of every level, standardised by the training statistics."""
+        selected = []
+        for k, (f, s) in enumerate(zip(features, self.selections, strict=True)):
+            mean = getattr(self, f"feature_mean_{k}").index_select(0, s).view(1, -1, 1, 1)
+            std = getattr(self, f"feature_std_{k}").index_select(0, s).view(1, -1, 1, 1)
+            selected.append((f.index_select(1, s) - mean) / std)
+        return selected
 
     def forward(self, images: Tensor, features: list[Tensor] | None = None) -> RealNetOutput:
         """``features``: the extractor's output for ``images`` (all channels), if already computed."""
