@@ -306,3 +306,13 @@ def test_lightning_module_measures_feature_statistics_on_clean_images():
         assert ((std - 1).abs() < 1e-2).float().mean() > 0.9  # constant channels keep std 1 and stay at 0
     with pytest.raises(ValueError, match="feature_stats_batches"):
         RealNet(feature_stats_batches=0)
+
+
+def test_score_pool_sets_the_box_the_image_score_averages():
+    torch.manual_seed(0)
+    model = RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_pool=1).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64))
+    assert torch.equal(out.pred_score, out.anomaly_map.flatten(1).amax(dim=1))
+    with pytest.raises(ValueError, match="score_pool"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_pool=0)

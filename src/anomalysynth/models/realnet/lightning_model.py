@@ -51,6 +51,8 @@ class RealNet(AnomalibModule):
             of 2-10, which without this makes the feature MSE (about 200 at the start)
             swamp the segmentation loss. Saved with the model, measured once.
         feature_stats_batches: training batches used to measure the statistics.
+        score_pool: the image score is the max of the anomaly map averaged over
+            ``score_pool`` x ``score_pool`` boxes (RealNet: 16; 1 is the plain max).
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -67,6 +69,7 @@ class RealNet(AnomalibModule):
         init_weights: str | Path | None = None,
         standardize_features: bool = True,
         feature_stats_batches: int = 8,
+        score_pool: int = 16,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -82,7 +85,7 @@ class RealNet(AnomalibModule):
             raise ValueError(f"{backbone} has feature reductions {reductions}; RealNet needs levels at 4, 8, 16, 32.")
         extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
         channels = extractor.feature_info.channels()
-        self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio)
+        self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio, score_pool=score_pool)
         self.lr = float(lr)
         if feature_stats_batches < 1:
             raise ValueError(f"`feature_stats_batches` must be >= 1; got {feature_stats_batches}.")

@@ -31,7 +31,7 @@ def default_dims(channels: Sequence[int]) -> list[int]:
 class RealNetOutput(NamedTuple):
     logits: Tensor  # (B, 2, H, W) discriminator logits at image size
     anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1
-    pred_score: Tensor  # (B,) max of the 16x16 average-pooled map
+    pred_score: Tensor  # (B,) max of the score_pool-box-averaged map
     reconstructions: list[Tensor]
     features: list[Tensor]
 
@@ -47,6 +47,8 @@ class RealNetModel(nn.Module):
         fold_batchnorms: run the frozen extractor as a copy with its BatchNorms folded
             into the convolutions (same features to float rounding, about a fifth
             less backbone time); the state dict keeps the unfolded extractor.
+        score_pool: side of the box averaged before the image score takes the map's
+            max (RealNet: 16). Defects much smaller than the box are diluted by it.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class RealNetModel(nn.Module):
         dims: Sequence[int] | None = None,
         rrs_ratio: float = 1 / 3,
         fold_batchnorms: bool = True,
+        score_pool: int = 16,
     ) -> None:
         super().__init__()
         dims = list(dims) if dims is not None else default_dims(channels)
@@ -64,6 +67,9 @@ class RealNetModel(nn.Module):
         for k, (d, c) in enumerate(zip(dims, channels, strict=True)):
             if not 0 < d <= c:
                 raise ValueError(f"`dims[{k}]` = {d} must lie in [1, {c}] (the layer's channels).")
+        if score_pool < 1:
+            raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
+        self.score_pool = int(score_pool)
         if not 0 < rrs_ratio <= 1:
             raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
         self.extractor = extractor.eval().requires_grad_(False)
@@ -173,7 +179,7 @@ class RealNetModel(nn.Module):
             self.discriminator(selected), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
         anomaly_map = logits.softmax(dim=1)[:, 1:2]
-        pool = max(1, min(16, *images.shape[-2:]))
+        pool = max(1, min(self.score_pool, *images.shape[-2:]))
         # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
         return RealNetOutput(logits, anomaly_map, pooled.flatten(1).amax(dim=1), reconstructions, features)
