@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -15,7 +16,7 @@ from typing_extensions import override
 from anomalysynth.files import atomic_write_bytes, torch_bytes
 from anomalysynth.models.realnet.afs import AFSAccumulator
 
-__all__ = ["AnomalyAwareFeatureSelection", "load_indices", "save_indices"]
+__all__ = ["AnomalyAwareFeatureSelection", "load_indices", "save_indices", "train_loader"]
 
 
 class AnomalyAwareFeatureSelection(Callback):
@@ -64,8 +65,7 @@ class AnomalyAwareFeatureSelection(Callback):
             return
         dims = self.dims or list(pl_module.afs_dims)  # type: ignore[arg-type]
         accumulator = AFSAccumulator()
-        datamodule = getattr(trainer, "datamodule", None)
-        loader = datamodule.train_dataloader() if datamodule is not None else trainer.fit_loop._data_source.dataloader()
+        loader = train_loader(trainer)
         pl_module.eval()
         with torch.no_grad():
             for i, batch in enumerate(
@@ -108,3 +108,9 @@ def load_indices(path: str | Path) -> list[Tensor]:
     if not isinstance(indices, list) or not all(isinstance(i, Tensor) for i in indices):
         raise ValueError(f"{path} does not hold a list of index tensors.")
     return indices
+
+
+def train_loader(trainer: pl.Trainer) -> Any:
+    """A fresh training data loader of the trainer's fit (datamodule or dataloaders), for passes before training."""
+    datamodule = getattr(trainer, "datamodule", None)
+    return datamodule.train_dataloader() if datamodule is not None else trainer.fit_loop._data_source.dataloader()

@@ -135,12 +135,9 @@ class RealNet(AnomalibModule):
     # ------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
         if self.standardize_features and not bool(self.model.feature_stats_done):
-            self.measure_feature_statistics(self._train_loader())
+            from anomalysynth.callbacks.afs import train_loader
 
-    def _train_loader(self) -> Any:
-        trainer = self.trainer
-        datamodule = getattr(trainer, "datamodule", None)
-        return datamodule.train_dataloader() if datamodule is not None else trainer.fit_loop._data_source.dataloader()
+            self.measure_feature_statistics(train_loader(self.trainer))
 
     @torch.no_grad()
     def measure_feature_statistics(self, loader: Any) -> None:

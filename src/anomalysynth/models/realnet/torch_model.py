@@ -133,18 +133,11 @@ class RealNetModel(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # checkpoints saved before features were standardised: identity statistics, never re-measured
-        for name in (
-            "feature_stats_done",
-            *(f"feature_{s}_{k}" for k in range(len(self.dims)) for s in ("mean", "std")),
-        ):
-            if prefix + name not in state_dict and any(key.startswith(prefix + "selection_") for key in state_dict):
-                current = getattr(self, name)
-                if name == "feature_stats_done":
-                    state_dict[prefix + name] = torch.ones_like(current)
-                else:
-                    state_dict[prefix + name] = (
-                        torch.zeros_like(current) if "mean" in name else torch.ones_like(current)
-                    )
+        if prefix + "selection_0" in state_dict and prefix + "feature_stats_done" not in state_dict:
+            state_dict[prefix + "feature_stats_done"] = torch.tensor(True)
+            for k in range(len(self.dims)):
+                state_dict.setdefault(f"{prefix}feature_mean_{k}", torch.zeros_like(getattr(self, f"feature_mean_{k}")))
+                state_dict.setdefault(f"{prefix}feature_std_{k}", torch.ones_like(getattr(self, f"feature_std_{k}")))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extract(self, images: Tensor) -> list[Tensor]:
