@@ -133,7 +133,9 @@ def main() -> None:
     )
     parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
     parser.add_argument("--coreset", type=float, default=0.01, help="PatchCore coreset sampling ratio")
-    parser.add_argument("--models", default="patchcore,padim,realnet", help="comma-separated subset of the main rows")
+    parser.add_argument(
+        "--models", default="patchcore,padim,realnet", help="comma-separated subset of the main rows ('' with --shots)"
+    )
     parser.add_argument("--shots", default="", help="few-shot RealNet rows, e.g. 4,16 (empty: none)")
     parser.add_argument(
         "--shot-items", type=int, default=128, help="few-shot training items per epoch (the k images repeated)"
@@ -182,7 +184,8 @@ def main() -> None:
     if "realnet" in wanted:
         afs = [AnomalyAwareFeatureSelection(num_batches=16)]
         rows.append(run("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs))
-    if not rows:
+    shots = [int(v) for v in args.shots.split(",") if v.strip()]
+    if not rows and not shots:
         raise SystemExit(f"--models: expected names from patchcore,padim,realnet; got {args.models!r}.")
     if args.rows == "all":
         random_channels = realnet()
@@ -205,7 +208,7 @@ def main() -> None:
                 [AnomalyAwareFeatureSelection(num_batches=16)],
             )
         )
-    for k in [int(v) for v in args.shots.split(",") if v.strip()]:
+    for k in shots:
         few = synthetic(num_shots=k, repeats=max(1, args.shot_items // k))
         afs = [AnomalyAwareFeatureSelection(num_batches=16)]
         rows.append(run(f"RealNet {k}-shot", realnet(), few, args.epochs, afs))

@@ -65,6 +65,10 @@ def test_realnet_config_fits_tests_and_reloads_its_checkpoint(tmp_path):
     assert checkpoint.is_file()
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # anomalib 2.7 loads this way
     assert bool(state["state_dict"]["afs_done"]), "AFS ran and its indices are in the checkpoint"
+    assert bool(state["state_dict"]["model.feature_stats_done"]), "feature statistics were measured and saved"
+    assert not torch.equal(
+        state["state_dict"]["model.feature_std_0"], torch.ones_like(state["state_dict"]["model.feature_std_0"])
+    )
     tested = run("test", "-c", config, "--ckpt_path", str(checkpoint))
     # fit tests the trained module (test_after_fit); the saved checkpoint reproduces its numbers
     assert set(printed_metrics(fitted)) == {"image_AUROC", "pixel_AUROC", "pixel_AUPRO"}
@@ -77,6 +81,8 @@ def test_realnet_config_fits_tests_and_reloads_its_checkpoint(tmp_path):
     for k in range(4):
         key = f"model.selection_{k}"
         assert torch.equal(tuned["state_dict"][key], state["state_dict"][key]), "AFS indices came with the weights"
+        key = f"model.feature_std_{k}"
+        assert torch.equal(tuned["state_dict"][key], state["state_dict"][key]), "statistics are not re-measured"
 
 
 @pytest.mark.slow
