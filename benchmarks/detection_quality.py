@@ -10,7 +10,8 @@ from k seeded normal images, each repeated with fresh anomalies). Run it alone:
     python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--rows all] [--shots 4,16]
 
 ``--root`` is any MVTec-style folder (train/good, test/good, test/<defect>,
-ground_truth/<defect>/<name>_mask.png).
+ground_truth/<defect>/<name>_mask.png). ``--synthesizer`` / ``--synthesizer-args``
+choose RealNet's synthetic anomalies; ``--mix`` mixes several with ``OneOf``.
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ def main() -> None:
         "--synthesizer-args", type=json.loads, default={}, help="JSON keyword arguments, e.g. '{\"threshold\": 0.6}'"
     )
     parser.add_argument(
+        "--mix",
+        type=json.loads,
+        default=None,
+        help="JSON list of [name, kwargs] pairs mixed 50/50 by OneOf instead of --synthesizer, e.g. "
+        '\'[["perlin_texture", {}], ["perlin_texture", {"texture_dir": "train/good"}]]\'',
+    )
+    parser.add_argument(
         "--realnet-args", type=json.loads, default={}, help="JSON keyword arguments of RealNet, e.g. '{\"lr\": 1e-3}'"
     )
     parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
@@ -141,6 +149,14 @@ def main() -> None:
         "--shot-items", type=int, default=128, help="few-shot training items per epoch (the k images repeated)"
     )
     args = parser.parse_args()
+    if args.mix is not None and not (
+        isinstance(args.mix, list)
+        and args.mix
+        and all(
+            isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and isinstance(m[1], dict) for m in args.mix
+        )
+    ):
+        raise SystemExit(f"--mix: expected a JSON list of [name, kwargs] pairs; got {args.mix!r}.")
     if not (args.root / "train" / "good").is_dir():
         raise SystemExit(f"{args.root} is not an MVTec-style folder (no train/good).")
     warnings.filterwarnings("ignore")
@@ -152,7 +168,7 @@ def main() -> None:
     from anomalysynth.callbacks import AnomalyAwareFeatureSelection
     from anomalysynth.datamodules import SyntheticAnomalyDataModule
     from anomalysynth.models import AFSPadim, RealNet
-    from anomalysynth.synth import create_synthesizer
+    from anomalysynth.synth import OneOf, create_synthesizer
 
     backbone = "efficientnet_lite0.offline_in1k"
 
@@ -160,7 +176,10 @@ def main() -> None:
         return folder(args.root, args.image_size, args.batch)
 
     def synthetic(**kwargs: Any) -> Any:
-        synthesizer = create_synthesizer(args.synthesizer, **args.synthesizer_args)
+        if args.mix:
+            synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix])
+        else:
+            synthesizer = create_synthesizer(args.synthesizer, **args.synthesizer_args)
         return SyntheticAnomalyDataModule(data(), synthesizer, anomaly_ratio=0.5, reseed_every_epoch=True, **kwargs)
 
     def realnet(**kwargs: Any) -> Any:
