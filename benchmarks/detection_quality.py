@@ -133,7 +133,7 @@ def main() -> None:
         "--mix",
         type=json.loads,
         default=None,
-        help="JSON list of [name, kwargs] pairs mixed 50/50 by OneOf instead of --synthesizer, e.g. "
+        help="JSON list of [name, kwargs] pairs mixed with equal weights by OneOf (replaces --synthesizer), e.g. "
         '\'[["perlin_texture", {}], ["perlin_texture", {"texture_dir": "train/good"}]]\'',
     )
     parser.add_argument(
