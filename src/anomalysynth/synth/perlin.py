@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MAX_LATTICE", "perlin_mask", "perlin_noise", "rotation_grid"]
+from anomalysynth.synth.kernels import kernels_enabled, perlin_noise_cpu
+
+__all__ = ["MAX_LATTICE", "perlin_mask", "perlin_noise", "perlin_noise_mask", "rotation_grid"]
 
 MAX_LATTICE = 32  # 2**5, the largest DRAEM scale
 
@@ -56,8 +58,9 @@ def perlin_noise(
     device = angles.device
     res_y = res_y.to(device=device, dtype=torch.long)
     res_x = res_x.to(device=device, dtype=torch.long)
-    if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
-        raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
+    _check_lattice(res_y, res_x, grid)
+    if kernels_enabled(angles):
+        return perlin_noise_cpu((h, w), res_y, res_x, angles, rotation_deg)
     a, p = _fade_matrices(h, res_y, grid)
     bx, q = _fade_matrices(w, res_x, grid)
     gy, gx = _gradient_matrices(angles, res_y, res_x, a.shape[-1], bx.shape[-1], (h, w))
@@ -76,6 +79,30 @@ def perlin_noise(
     padded = _tile_pad(noise.unsqueeze(1), pad_y, pad_x)
     where = rotation_grid(rotation_deg.to(device), (h, w), (h + 2 * pad_y, w + 2 * pad_x))
     return F.grid_sample(padded, where, align_corners=False).squeeze(1)
+
+
+def perlin_noise_mask(
+    size: tuple[int, int],
+    res_y: Tensor,
+    res_x: Tensor,
+    angles: Tensor,
+    rotation_deg: Tensor | None = None,
+    threshold: float = 0.5,
+) -> Tensor:
+    """``perlin_mask(perlin_noise(...), threshold)``: (B, 1, H, W) float32 binary mask.
+
+    On CPU the compiled kernel thresholds each sample while its noise is in cache.
+    """
+    if kernels_enabled(angles):
+        _check_lattice(res_y, res_x, angles.shape[-1])
+        mask = perlin_noise_cpu(size, res_y, res_x, angles, rotation_deg, threshold=threshold)
+        return mask.unsqueeze(1)
+    return perlin_mask(perlin_noise(size, res_y, res_x, angles, rotation_deg), threshold)
+
+
+def _check_lattice(res_y: Tensor, res_x: Tensor, grid: int) -> None:
+    if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
+        raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
 
 
 def _tile_pad(x: Tensor, pad_y: int, pad_x: int) -> Tensor:

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer, uniform
 from anomalysynth.synth.blend import blend
-from anomalysynth.synth.perlin import MAX_LATTICE, perlin_mask, perlin_noise
+from anomalysynth.synth.kernels import kernels_enabled, perlin_texture_cpu
+from anomalysynth.synth.perlin import MAX_LATTICE, perlin_noise_mask
 from anomalysynth.synth.textures import (
     TextureAugment,
     TextureFolder,
@@ -54,6 +55,7 @@ class PerlinTextureBlend(Synthesizer):
     """
 
     _generated_fallback = True  # without texture_dir, generated textures are the source
+    exact_outside_mask = True  # the blend's weight is 0 outside the mask (lerp is exact there)
 
     def __init__(
         self,
@@ -107,6 +109,15 @@ class PerlinTextureBlend(Synthesizer):
         return self.augment(textures, params) if self.augment is not None else textures
 
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        if kernels_enabled(images):
+            # compiled, one pass per sample, the same arithmetic as the torch code below; generated
+            # textures are made and augmented inside it, other sources come from _texture
+            if self.textures is None and type(self)._texture is PerlinTextureBlend._texture:
+                image, mask = perlin_texture_cpu(images, params, self.threshold, None, self.augment is not None)
+            else:
+                textures = self._texture(images, params).to(images.dtype)
+                image, mask = perlin_texture_cpu(images, params, self.threshold, textures, False)
+            return image, mask, params["opacity"]
         mask = render_perlin_mask(params, images.shape[-2:], self.threshold).to(images.dtype)
         texture = self._texture(images, params)
         return blend(images, texture, mask, params["opacity"]), mask, params["opacity"]
@@ -127,14 +138,14 @@ def sample_perlin_params(
 
 def render_perlin_mask(params: dict[str, Tensor], size: torch.Size | tuple[int, int], threshold: float) -> Tensor:
     """(B, 1, H, W) binary mask from :func:`sample_perlin_params` parameters."""
-    noise = perlin_noise(
+    return perlin_noise_mask(
         (int(size[0]), int(size[1])),
         params["perlin_scale_y"],
         params["perlin_scale_x"],
         params["perlin_angles"],
         params["perlin_rotation"],
+        threshold,
     )
-    return perlin_mask(noise, threshold)
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:

@@ -17,6 +17,7 @@ from torch import Tensor
 from anomalysynth.synth.base import draw, randint, uniform
 from anomalysynth.synth.color import shift_hue_saturation
 from anomalysynth.synth.foreground import to_gray
+from anomalysynth.synth.kernels import augment_textures_cpu, kernels_enabled
 from anomalysynth.synth.perlin import perlin_noise, rotation_grid
 
 __all__ = [
@@ -151,6 +152,8 @@ class TextureAugment:
 
     def __call__(self, textures: Tensor, params: dict[str, Tensor]) -> Tensor:
         """Augment (B, C, H, W) textures in [0, 1] with the drawn operations."""
+        if kernels_enabled(textures):
+            return augment_textures_cpu(textures, {k: v.cpu() for k, v in params.items() if k.startswith("aug_")})
         b, c = textures.shape[:2]
         device = textures.device
         levels = _quantize(textures)  # (B, C, H*W) int32 8-bit levels

@@ -1,0 +1,124 @@
+"""The compiled CPU kernels agree with the torch reference code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from anomalysynth.synth import create_synthesizer
+from anomalysynth.synth.base import per_sample_generators
+from anomalysynth.synth.kernels import kernels_enabled
+from anomalysynth.synth.perlin import perlin_noise, perlin_noise_mask
+from anomalysynth.synth.perlin_texture import sample_perlin_params
+from anomalysynth.synth.textures import TextureAugment, generated_textures, sample_generated_textures
+
+pytestmark = pytest.mark.skipif(not kernels_enabled(torch.zeros(1)), reason="numba kernels unavailable")
+
+
+def _torch_only(monkeypatch: pytest.MonkeyPatch, fn):  # type: ignore[no-untyped-def]
+    with monkeypatch.context() as m:
+        m.setenv("ANOMALYSYNTH_KERNELS", "0")
+        assert not kernels_enabled(torch.zeros(1))
+        return fn()
+
+
+@pytest.mark.parametrize("size", [(64, 64), (37, 53), (96, 40)])
+@pytest.mark.parametrize("rotate", [False, True])
+def test_perlin_noise_matches_torch(monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], rotate: bool) -> None:
+    p = sample_perlin_params(per_sample_generators(torch.Generator().manual_seed(1), 12), (0, 5), (-90.0, 90.0))
+    rotation = p["perlin_rotation"] if rotate else None
+    args = (size, p["perlin_scale_y"], p["perlin_scale_x"], p["perlin_angles"], rotation)
+    fast = perlin_noise(*args)
+    reference = _torch_only(monkeypatch, lambda: perlin_noise(*args))
+    assert fast.shape == reference.shape == (12, *size)
+    assert torch.allclose(fast, reference, atol=1e-4)
+    mask = perlin_noise_mask(*args, threshold=0.5)
+    mask_ref = _torch_only(monkeypatch, lambda: perlin_noise_mask(*args, threshold=0.5))
+    assert mask.shape == (12, 1, *size)
+    # thresholding can only differ where the noise sits within rounding of 0.5
+    assert (mask != mask_ref).float().mean() < 1e-3
+
+
+def test_weak_noise_is_rescaled_like_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = sample_perlin_params(per_sample_generators(torch.Generator().manual_seed(2), 4), (0, 0), (0.0, 0.0))
+    args = ((32, 32), p["perlin_scale_y"], p["perlin_scale_x"], p["perlin_angles"], p["perlin_rotation"])
+    threshold = float(perlin_noise(*args).amax()) + 1e-3
+    assert threshold < 1
+    mask = perlin_noise_mask(*args, threshold=threshold)  # never exceeded: rescaled, never empty
+    mask_ref = _torch_only(monkeypatch, lambda: perlin_noise_mask(*args, threshold=threshold))
+    assert bool((mask.flatten(1).amax(1) == 1).all())
+    assert (mask != mask_ref).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("op", range(TextureAugment.num_ops))
+def test_each_texture_operation_matches_torch(monkeypatch: pytest.MonkeyPatch, channels: int, op: int) -> None:
+    gens = per_sample_generators(torch.Generator().manual_seed(op), 6)
+    aug = TextureAugment()
+    params = {**sample_generated_textures(gens), **aug.sample(gens)}
+    params["aug_ops"] = torch.full_like(params["aug_ops"], op)  # the operation three times
+    textures = generated_textures(params, (48, 40))[:, :channels].contiguous()
+    fast = aug(textures, params)
+    reference = _torch_only(monkeypatch, lambda: aug(textures, params))
+    diff = (fast - reference).abs()
+    # 8-bit levels: a value on a rounding edge may land one level off, and rarely carry on
+    assert (diff > 1.5 / 255).float().mean() < 2e-3
+    assert diff.mean() < 1e-3
+
+
+def test_random_operation_sequences_match_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    gens = per_sample_generators(torch.Generator().manual_seed(5), 40)
+    aug = TextureAugment()
+    params = {**sample_generated_textures(gens), **aug.sample(gens)}
+    textures = generated_textures(params, (64, 64))
+    diff = (aug(textures, params) - _torch_only(monkeypatch, lambda: aug(textures, params))).abs()
+    assert (diff > 1.5 / 255).float().mean() < 1e-3
+
+
+def _folder(tmp_path, n: int = 3):  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        array = (torch.rand(40, 48, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(array).save(tmp_path / f"t{i}.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"augment": False}, {"texture_dir": "folder"}, {"texture_dir": "folder", "augment": False}]
+)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_perlin_texture_matches_torch(monkeypatch: pytest.MonkeyPatch, tmp_path, kwargs, channels: int) -> None:  # type: ignore[no-untyped-def]
+    if kwargs.get("texture_dir") == "folder":
+        kwargs = {**kwargs, "texture_dir": _folder(tmp_path)}
+    synth = create_synthesizer("perlin_texture", **kwargs)
+    images = torch.rand(6, channels, 56, 48, generator=torch.Generator().manual_seed(3))
+    fast = synth(images, generator=torch.Generator().manual_seed(4))
+    reference = _torch_only(monkeypatch, lambda: synth(images, params=fast.params))
+    assert (fast.mask != reference.mask).float().mean() < 1e-3
+    both = (fast.mask > 0) & (reference.mask > 0)
+    diff = (fast.image - reference.image).abs()[both.expand_as(images)]
+    assert (diff > 1.5 / 255).float().mean() < 2e-3
+    outside = (fast.mask == 0).expand_as(images)
+    assert torch.equal(fast.image[outside], images[outside])
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    synth = create_synthesizer("perlin_texture")
+    images = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = synth(images, generator=torch.Generator().manual_seed(1))
+        torch.set_num_threads(2)
+        two = synth(images, generator=torch.Generator().manual_seed(1))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one.image, two.image) and torch.equal(one.mask, two.mask)
+
+
+def test_kernels_take_only_cpu_float32() -> None:
+    assert kernels_enabled(torch.zeros(2))
+    assert not kernels_enabled(torch.zeros(2, dtype=torch.float64))
+    if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
+        assert not kernels_enabled(torch.zeros(2, device="cuda"))
