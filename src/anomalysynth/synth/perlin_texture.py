@@ -126,13 +126,19 @@ class PerlinTextureBlend(Synthesizer):
 def sample_perlin_params(
     generators: list[torch.Generator], perlin_scale: tuple[int, int], rotation_deg: tuple[float, float]
 ) -> dict[str, Tensor]:
-    """Per-sample Perlin mask parameters: lattice scales, gradient angles, rotation."""
+    """Per-sample Perlin mask parameters: lattice scales, gradient angles, rotation.
+
+    The two scale exponents (uniform integers in ``perlin_scale``) and the rotation come
+    from one draw of three uniforms per sample.
+    """
     lo, hi = perlin_scale
+    u = draw(generators, lambda g: torch.rand(3, generator=g))
+    exponents = (lo + u[:, :2] * (hi - lo + 1)).floor_().clamp_(max=hi).long()
     return {
-        "perlin_scale_y": draw(generators, lambda g: 2 ** torch.randint(lo, hi + 1, (), generator=g)),
-        "perlin_scale_x": draw(generators, lambda g: 2 ** torch.randint(lo, hi + 1, (), generator=g)),
+        "perlin_scale_y": 2 ** exponents[:, 0],
+        "perlin_scale_x": 2 ** exponents[:, 1],
         "perlin_angles": draw(generators, lambda g: torch.rand(MAX_LATTICE, MAX_LATTICE, generator=g) * (2 * math.pi)),
-        "perlin_rotation": uniform(generators, *rotation_deg),
+        "perlin_rotation": u[:, 2] * (rotation_deg[1] - rotation_deg[0]) + rotation_deg[0],
     }
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from anomalysynth.synth.base import draw, randint, uniform
+from anomalysynth.synth.base import draw
 from anomalysynth.synth.color import shift_hue_saturation
 from anomalysynth.synth.foreground import to_gray
 from anomalysynth.synth.kernels import augment_textures_cpu, kernels_enabled
@@ -92,12 +92,14 @@ class TextureFolder:
 def sample_generated_textures(generators: list[torch.Generator]) -> dict[str, Tensor]:
     """Parameters of coloured Perlin textures (used when no texture folder is given)."""
     g = _GENERATED_LATTICE
-    return {
+    out = {
         "tex_scale": draw(generators, lambda gen: 2 ** torch.randint(1, 5, (), generator=gen)),
         "tex_angles": draw(generators, lambda gen: torch.rand(g, g, generator=gen) * (2 * math.pi)),
-        "tex_base": draw(generators, lambda gen: torch.rand(3, generator=gen) * 0.6 + 0.2),
-        "tex_amplitude": draw(generators, lambda gen: torch.rand(3, generator=gen) * 0.4 + 0.2),
     }
+    colour = draw(generators, lambda gen: torch.rand(6, generator=gen))  # one draw for base and amplitude
+    out["tex_base"] = colour[:, :3] * 0.6 + 0.2
+    out["tex_amplitude"] = colour[:, 3:] * 0.4 + 0.2
+    return out
 
 
 def generated_textures(params: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
@@ -134,20 +136,25 @@ class TextureAugment:
     ops_per_sample = 3
 
     def sample(self, generators: list[torch.Generator]) -> dict[str, Tensor]:
-        """Per-sample augmentation parameters (prefixed ``aug_``)."""
+        """Per-sample augmentation parameters (prefixed ``aug_``).
+
+        The ten scalars come from one draw of ten uniforms per sample (a draw costs
+        more than the arithmetic that maps it).
+        """
+        u = draw(generators, lambda g: torch.rand(10, generator=g)).unbind(dim=1)
         return {
             "aug_ops": draw(generators, lambda g: torch.randperm(self.num_ops, generator=g)[: self.ops_per_sample]),
             "aug_gamma": draw(generators, lambda g: torch.rand(3, generator=g) * 1.5 + 0.5),
-            "aug_mul": uniform(generators, 0.8, 1.2),
-            "aug_add": uniform(generators, -30 / 255, 30 / 255),
-            "aug_sharpness": uniform(generators, 0.0, 2.0),
-            "aug_hue": uniform(generators, -50 / 255, 50 / 255),
-            "aug_saturation": uniform(generators, -50 / 255, 50 / 255),
-            "aug_solarize_p": uniform(generators, 0.0, 1.0) < 0.5,
-            "aug_solarize_threshold": uniform(generators, 32 / 255, 128 / 255),
-            "aug_posterize_bits": randint(generators, 1, 8),
-            "aug_autocontrast_cutoff": uniform(generators, 0.0, 0.2),
-            "aug_rotation": uniform(generators, -45.0, 45.0),
+            "aug_mul": u[0] * 0.4 + 0.8,
+            "aug_add": u[1] * (60 / 255) - 30 / 255,
+            "aug_sharpness": u[2] * 2.0,
+            "aug_hue": u[3] * (100 / 255) - 50 / 255,
+            "aug_saturation": u[4] * (100 / 255) - 50 / 255,
+            "aug_solarize_p": u[5] < 0.5,
+            "aug_solarize_threshold": u[6] * (96 / 255) + 32 / 255,
+            "aug_posterize_bits": (u[7] * 8).long().clamp_(max=7) + 1,
+            "aug_autocontrast_cutoff": u[8] * 0.2,
+            "aug_rotation": u[9] * 90.0 - 45.0,
         }
 
     def __call__(self, textures: Tensor, params: dict[str, Tensor]) -> Tensor:
