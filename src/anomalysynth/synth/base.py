@@ -198,6 +198,10 @@ class Synthesizer(torch.nn.Module):
             params = {**params, "_foreground": ones if fg is None else fg.to(images.dtype)}
         anomalous = params["anomalous"].to(images.device)
         synthetic = images
+        if fg is None and self.exact_outside_mask and bool(anomalous.all()):
+            # the output is the synthetic image itself: let the method write it in place
+            strength_out.copy_(self._synthesize_into(images, params, image_out, mask_out))
+            return
         if bool(anomalous.all()):
             synthetic, mask, strength = self._checked_synthesize(images, params)
             mask_out.copy_(mask)
@@ -257,6 +261,19 @@ class Synthesizer(torch.nn.Module):
 
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         raise NotImplementedError
+
+    def _synthesize_into(
+        self, images: Tensor, params: dict[str, Tensor], image_out: Tensor, mask_out: Tensor
+    ) -> Tensor:
+        """Write the synthetic images and masks into the given (contiguous) views; return the strengths.
+
+        Used only for methods with ``exact_outside_mask`` when no foreground applies; a
+        method may override it to write its output without an intermediate copy.
+        """
+        synthetic, mask, strength = self._checked_synthesize(images, params)
+        image_out.copy_(synthetic)
+        mask_out.copy_(mask)
+        return strength
 
     # ------------------------------------------------------------------ helpers
     def _checked_synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -553,19 +553,26 @@ def _rotate(x: np.ndarray, out: np.ndarray, theta: np.float32) -> None:
 
 # ---------------------------------------------------------------------- fused perlin_texture
 def perlin_texture_cpu(
-    images: Tensor, params: dict[str, Tensor], threshold: float, textures: Tensor | None, augment: bool
-) -> tuple[Tensor, Tensor]:
+    images: Tensor,
+    params: dict[str, Tensor],
+    threshold: float,
+    textures: Tensor | None,
+    augment: bool,
+    out: Tensor,
+    mask: Tensor,
+) -> None:
     """:class:`~anomalysynth.synth.perlin_texture.PerlinTextureBlend`'s synthesis in one
     pass per sample: mask, texture (generated from ``params``, or ``textures`` already
     matched to the image channels), augmentation, and the blend at the mask's pixels.
 
-    Returns the blended images and the (B, 1, H, W) masks.
+    Writes the blended images into ``out`` (B, C, H, W) and the masks into ``mask``
+    (B, 1, H, W), both contiguous CPU float32.
     """
     b, c, h, w = images.shape
+    if not (out.is_contiguous() and mask.is_contiguous()) or out.shape != images.shape:
+        raise ValueError("perlin_texture_cpu needs contiguous outputs shaped like the images and masks.")
     _check_lattice_cpu(params)
     img = _np(images)
-    out = torch.empty_like(images)
-    mask = torch.empty(b, h, w, dtype=torch.float32)
     m_ry = _np(params["perlin_scale_y"].to(torch.int64))
     m_rx = _np(params["perlin_scale_x"].to(torch.int64))
     m_angles = _np(params["perlin_angles"].to(torch.float32))
@@ -585,7 +592,7 @@ def perlin_texture_cpu(
         ops, gamma, s = _augment_arrays(params)
     else:
         ops, gamma, s = np.zeros((b, 0), np.int64), np.zeros((b, 3), np.float32), np.zeros((b, 10), np.float32)
-    o, m = out.numpy(), mask.numpy()
+    o, m = out.numpy(), mask.view(b, h, w).numpy()
     _parallel(
         b,
         lambda start, stop: _perlin_texture_kernel(
@@ -611,7 +618,6 @@ def perlin_texture_cpu(
             stop,
         ),
     )
-    return out, mask.unsqueeze(1)
 
 
 def _check_lattice_cpu(params: dict[str, Tensor]) -> None:

@@ -110,17 +110,25 @@ class PerlinTextureBlend(Synthesizer):
 
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         if kernels_enabled(images):
-            # compiled, one pass per sample, the same arithmetic as the torch code below; generated
-            # textures are made and augmented inside it, other sources come from _texture
-            if self.textures is None and type(self)._texture is PerlinTextureBlend._texture:
-                image, mask = perlin_texture_cpu(images, params, self.threshold, None, self.augment is not None)
-            else:
-                textures = self._texture(images, params).to(images.dtype)
-                image, mask = perlin_texture_cpu(images, params, self.threshold, textures, False)
-            return image, mask, params["opacity"]
+            image, mask = torch.empty_like(images), images.new_empty(images.shape[0], 1, *images.shape[-2:])
+            return image, mask, self._synthesize_into(images, params, image, mask)
         mask = render_perlin_mask(params, images.shape[-2:], self.threshold).to(images.dtype)
         texture = self._texture(images, params)
         return blend(images, texture, mask, params["opacity"]), mask, params["opacity"]
+
+    def _synthesize_into(
+        self, images: Tensor, params: dict[str, Tensor], image_out: Tensor, mask_out: Tensor
+    ) -> Tensor:
+        if not kernels_enabled(images, image_out, mask_out):
+            return super()._synthesize_into(images, params, image_out, mask_out)
+        # compiled, one pass per sample, the same arithmetic as the torch code; generated
+        # textures are made and augmented inside it, other sources come from _texture
+        textures = None
+        augment = self.augment is not None
+        if self.textures is not None or type(self)._texture is not PerlinTextureBlend._texture:
+            textures, augment = self._texture(images, params).to(images.dtype), False
+        perlin_texture_cpu(images, params, self.threshold, textures, augment, image_out, mask_out)
+        return params["opacity"]
 
 
 def sample_perlin_params(
