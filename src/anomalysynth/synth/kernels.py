@@ -680,7 +680,6 @@ def _perlin_texture_kernel(
     table = np.empty((c, 256), np.float32)
     tables = np.empty((4, c, 256), np.float32)
     inside = np.empty(n, np.int64)
-    grey = (np.float32(0.299), np.float32(0.587), np.float32(0.114))
     for b in range(start, stop):
         m = mask[b]
         _noise_sample(m, noise, tiled, m_ry[b], m_rx[b], m_angles[b], m_rot[b], True)
@@ -689,25 +688,7 @@ def _perlin_texture_kernel(
         # the texture, as 8-bit levels (augmented) or as values
         if generated:
             _perlin_one(tex_noise, h, w, t_scale[b], t_scale[b], t_angles[b])
-            tflat = tex_noise.reshape(n)
-            for k in range(n):
-                v = tflat[k]
-                r = min(max(v * t_colour[b, 3] + t_colour[b, 0], np.float32(0)), np.float32(1))
-                g = min(max(v * t_colour[b, 4] + t_colour[b, 1], np.float32(0)), np.float32(1))
-                bl = min(max(v * t_colour[b, 5] + t_colour[b, 2], np.float32(0)), np.float32(1))
-                if c == 3:
-                    if augment:
-                        levels[0, k] = _level(r)
-                        levels[1, k] = _level(g)
-                        levels[2, k] = _level(bl)
-                    else:
-                        values[0, k] = r
-                        values[1, k] = g
-                        values[2, k] = bl
-                elif augment:
-                    levels[0, k] = _level(r * grey[0] + g * grey[1] + bl * grey[2])
-                else:
-                    values[0, k] = r * grey[0] + g * grey[1] + bl * grey[2]
+            _colour_texture(tex_noise.reshape(n), t_colour[b], levels if augment else None, values)
             source = values
         else:
             source = given[b].reshape(c, n)
@@ -732,3 +713,37 @@ def _perlin_texture_kernel(
                     dst[k] = a + weight * (t - a)
                 else:
                     dst[k] = t - (t - a) * (np.float32(1) - weight)
+
+
+@_jit
+def _colour_texture(noise: np.ndarray, colour: np.ndarray, levels: np.ndarray | None, values: np.ndarray) -> None:
+    """Generated texture ``clamp(base_c + amplitude_c * noise, 0, 1)`` (grey for one channel),
+    as 8-bit ``levels`` when given, else as ``values``; branch-free inner loops."""
+    c = values.shape[0]
+    n = noise.size
+    zero = np.float32(0)
+    one = np.float32(1)
+    if c == 3:
+        for ch in range(3):
+            amp = colour[3 + ch]
+            base = colour[ch]
+            if levels is not None:
+                lv = levels[ch]
+                for k in range(n):
+                    lv[k] = _level(min(max(noise[k] * amp + base, zero), one))
+            else:
+                vv = values[ch]
+                for k in range(n):
+                    vv[k] = min(max(noise[k] * amp + base, zero), one)
+        return
+    grey = values[0]
+    for k in range(n):
+        v = noise[k]
+        r = min(max(v * colour[3] + colour[0], zero), one)
+        g = min(max(v * colour[4] + colour[1], zero), one)
+        bl = min(max(v * colour[5] + colour[2], zero), one)
+        grey[k] = r * np.float32(0.299) + g * np.float32(0.587) + bl * np.float32(0.114)
+    if levels is not None:
+        lv = levels[0]
+        for k in range(n):
+            lv[k] = _level(grey[k])
