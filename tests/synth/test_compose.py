@@ -50,7 +50,7 @@ def test_texture_folder_is_used(tmp_path):
 
     for i in range(3):
         Image.new("RGB", (40, 30), (80 * i, 255 - 80 * i, 128)).save(tmp_path / f"t{i}.png")
-    synth = PerlinTextureBlend(texture_dir=tmp_path, augment=False, opacity=(1.0, 1.0))
+    synth = PerlinTextureBlend(texture_dir=tmp_path, augment=False, opacity=(1.0, 1.0), texture_colour="rgb")
     images = torch.zeros(3, 3, 32, 32)
     out = synth(images, generator=torch.Generator().manual_seed(0))
     for i in range(3):
@@ -65,3 +65,33 @@ def test_missing_texture_folder_says_what_to_pass(tmp_path):
         PerlinTextureBlend(texture_dir=tmp_path / "nope")
     with pytest.raises(ValueError, match="No images"):
         PerlinTextureBlend(texture_dir=tmp_path)
+
+
+@pytest.mark.parametrize("texture_dir", [False, True])
+def test_grey_images_get_grey_textures(tmp_path, texture_dir):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (40, 30), (80 * i, 255 - 80 * i, 128)).save(tmp_path / f"t{i}.png")
+    folder = tmp_path if texture_dir else None
+    grey = photo_batch(6, 3).mean(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    colour = photo_batch(6, 3)
+    auto = PerlinTextureBlend(texture_dir=folder)
+    out = auto(grey, generator=torch.Generator().manual_seed(0))
+    assert bool(out.params["texture_grey"].all())
+    assert torch.equal(out.image[:, 0], out.image[:, 1]) and torch.equal(out.image[:, 1], out.image[:, 2])
+    out = auto(colour, generator=torch.Generator().manual_seed(0))
+    assert not bool(out.params["texture_grey"].any())
+    rgb = PerlinTextureBlend(texture_dir=folder, texture_colour="rgb")(grey, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(rgb.image[:, 0], rgb.image[:, 1])  # DRAEM: coloured anomalies on grey images
+    forced = PerlinTextureBlend(texture_dir=folder, texture_colour="grey", opacity=(1.0, 1.0))
+    out = forced(colour, generator=torch.Generator().manual_seed(1))
+    assert bool(out.params["texture_grey"].all())
+    inside = out.mask[:, 0] > 0
+    assert torch.equal(out.image[:, 0][inside], out.image[:, 1][inside])
+    assert torch.equal(out.image[:, 1][inside], out.image[:, 2][inside])
+
+
+def test_texture_colour_is_checked():
+    with pytest.raises(ValueError, match="texture_colour"):
+        PerlinTextureBlend(texture_colour="gray")

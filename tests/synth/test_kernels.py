@@ -87,12 +87,16 @@ def _folder(tmp_path, n: int = 3):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     "kwargs", [{}, {"augment": False}, {"texture_dir": "folder"}, {"texture_dir": "folder", "augment": False}]
 )
-@pytest.mark.parametrize("channels", [1, 3])
-def test_perlin_texture_matches_torch(monkeypatch: pytest.MonkeyPatch, tmp_path, kwargs, channels: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("channels", [1, 3, "grey as rgb"])
+def test_perlin_texture_matches_torch(monkeypatch: pytest.MonkeyPatch, tmp_path, kwargs, channels) -> None:  # type: ignore[no-untyped-def]
     if kwargs.get("texture_dir") == "folder":
         kwargs = {**kwargs, "texture_dir": _folder(tmp_path)}
     synth = create_synthesizer("perlin_texture", **kwargs)
-    images = torch.rand(6, channels, 56, 48, generator=torch.Generator().manual_seed(3))
+    if channels == "grey as rgb":
+        images = torch.rand(6, 1, 56, 48, generator=torch.Generator().manual_seed(3)).expand(-1, 3, -1, -1)
+        images = images.contiguous()
+    else:
+        images = torch.rand(6, channels, 56, 48, generator=torch.Generator().manual_seed(3))
     fast = synth(images, generator=torch.Generator().manual_seed(4))
     reference = _torch_only(monkeypatch, lambda: synth(images, params=fast.params))
     assert (fast.mask != reference.mask).float().mean() < 1e-3

@@ -578,6 +578,7 @@ def perlin_texture_cpu(
     m_angles = _np(params["perlin_angles"].to(torch.float32))
     m_rot = _np(params["perlin_rotation"].to(torch.float32) * (math.pi / 180))
     opacity = _np(params["opacity"].to(torch.float32))
+    grey = _np(params.get("texture_grey", torch.zeros(b, dtype=torch.bool)).to(torch.bool))
     if textures is None:
         t_scale = _np(params["tex_scale"].to(torch.int64))
         t_angles = _np(params["tex_angles"].to(torch.float32))
@@ -609,6 +610,7 @@ def perlin_texture_cpu(
             t_angles,
             t_colour,
             given,
+            grey,
             augment,
             ops,
             gamma,
@@ -661,6 +663,7 @@ def _perlin_texture_kernel(
     t_angles: np.ndarray,
     t_colour: np.ndarray,
     given: np.ndarray,
+    grey: np.ndarray,
     augment: bool,
     ops: np.ndarray,
     gamma: np.ndarray,
@@ -686,9 +689,11 @@ def _perlin_texture_kernel(
         # the mask, and its pixels: only they are blended
         count = _threshold_index(m, threshold, inside, True)
         # the texture, as 8-bit levels (augmented) or as values
+        # texture channels: one for a grey texture (written to every image channel)
+        ct = 1 if generated and grey[b] else c
         if generated:
             _perlin_one(tex_noise, h, w, t_scale[b], t_scale[b], t_angles[b])
-            _colour_texture(tex_noise.reshape(n), t_colour[b], levels if augment else None, values)
+            _colour_texture(tex_noise.reshape(n), t_colour[b], levels[:ct] if augment else None, values[:ct])
             source = values
         else:
             source = given[b].reshape(c, n)
@@ -697,7 +702,7 @@ def _perlin_texture_kernel(
                     for k in range(n):
                         levels[ch, k] = _level(source[ch, k])
         if augment:
-            _augment_levels(levels, table, pixels, scratch, tables, ops[b], gamma[b], s[b])
+            _augment_levels(levels[:ct], table[:ct], pixels[:ct], scratch[:ct], tables[:, :ct], ops[b], gamma[b], s[b])
         # A = I outside the mask and lerp(I, P, opacity) inside (torch.lerp's formula)
         weight = opacity[b]
         small = abs(weight) < np.float32(0.5)
@@ -705,10 +710,11 @@ def _perlin_texture_kernel(
             src = images[b, ch].reshape(n)
             dst = out[b, ch].reshape(n)
             dst[:] = src
+            tc = 0 if ct == 1 else ch
             for i in range(count):
                 k = inside[i]
                 a = src[k]
-                t = table[ch, levels[ch, k]] if augment else source[ch, k]
+                t = table[tc, levels[tc, k]] if augment else source[tc, k]
                 if small:
                     dst[k] = a + weight * (t - a)
                 else:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer, uniform
+from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer, slice_params, uniform
 from anomalysynth.synth.blend import blend
 from anomalysynth.synth.kernels import kernels_enabled, perlin_texture_cpu
 from anomalysynth.synth.perlin import MAX_LATTICE, perlin_noise_mask
@@ -24,6 +24,7 @@ from anomalysynth.synth.textures import (
 __all__ = ["PerlinTextureBlend", "sample_perlin_params", "render_perlin_mask"]
 
 logger = logging.getLogger(__name__)
+_TEXTURE_COLOURS = ("auto", "rgb", "grey")
 _warned_generated = False
 
 
@@ -46,6 +47,11 @@ class PerlinTextureBlend(Synthesizer):
         rotation_deg: range of the mask rotation in degrees.
         augment: apply the 3-of-10 texture augmentation.
         anomaly_ratio, foreground, foreground_invert: see :class:`Synthesizer`.
+        texture_colour: ``"rgb"`` (DRAEM: coloured textures on any image), ``"grey"``
+            (grey textures), or ``"auto"``: grey for images whose channels are all equal
+            (a grey data set loaded as RGB, e.g. DeepPCB or MVTec's grid and screw), so
+            the anomalies do not differ from the normal images by colour alone. A grey
+            texture is augmented as one channel and written to every channel.
 
     Example:
         >>> synth = PerlinTextureBlend()
@@ -68,8 +74,12 @@ class PerlinTextureBlend(Synthesizer):
         anomaly_ratio: float = 1.0,
         foreground: str | None = None,
         foreground_invert: bool = False,
+        texture_colour: str = "auto",
     ) -> None:
         super().__init__(anomaly_ratio, foreground, foreground_invert)
+        if texture_colour not in _TEXTURE_COLOURS:
+            raise ValueError(f"`texture_colour` must be one of {_TEXTURE_COLOURS}; got {texture_colour!r}.")
+        self.texture_colour = texture_colour
         _check_range("opacity", opacity, 0.0, 1.0)
         _check_range("perlin_scale", perlin_scale, 0, int(math.log2(MAX_LATTICE)))
         self.texture_dir = None if texture_dir is None else str(texture_dir)
@@ -86,7 +96,14 @@ class PerlinTextureBlend(Synthesizer):
         params = sample_perlin_params(generators, self.perlin_scale, self.rotation_deg)
         params["opacity"] = uniform(generators, *self.opacity)
         params.update(self._sample_texture(generators))
+        params["texture_grey"] = self._grey_textures(images)
         return params
+
+    def _grey_textures(self, images: Tensor) -> Tensor:
+        """(B,) bool: which samples get a grey texture."""
+        if self.texture_colour == "auto" and images.shape[1] == 3:
+            return (images[:, 1:] == images[:, :1]).flatten(1).all(dim=1).cpu()
+        return torch.full((images.shape[0],), self.texture_colour != "rgb" or images.shape[1] == 1)
 
     def _sample_texture(self, generators: list[torch.Generator]) -> dict[str, Tensor]:
         params: dict[str, Tensor] = {}
@@ -105,8 +122,21 @@ class PerlinTextureBlend(Synthesizer):
             textures = self.textures.load(params["texture_index"].cpu(), size).to(images.device, images.dtype)
         else:
             textures = generated_textures(params, size).to(images.dtype)
-        textures = match_channels(textures, images.shape[1])
-        return self.augment(textures, params) if self.augment is not None else textures
+        channels = images.shape[1]
+        grey = params.get("texture_grey")
+        if channels == 1 or grey is None or not bool(grey.any()):
+            textures = match_channels(textures, channels)
+            return self.augment(textures, params) if self.augment is not None else textures
+        # grey textures are augmented as one channel and written to every channel
+        out = torch.empty_like(images)
+        for is_grey in (True, False):
+            idx = torch.nonzero(grey.to(images.device) == is_grey).flatten()
+            if idx.numel():
+                sub = match_channels(textures[idx], 1 if is_grey else channels)
+                if self.augment is not None:
+                    sub = self.augment(sub, slice_params(params, idx))
+                out[idx] = sub.expand(-1, channels, -1, -1)
+        return out
 
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         if kernels_enabled(images):
