@@ -2,7 +2,8 @@
 
 Prints images/s for every registered synthesizer, for anomalib's
 ``PerlinAnomalyGenerator`` (the anchor, measured in the same run) and for the
-floor of just reading the batch and writing an image and a mask of the same size.
+floor of just reading the batch and writing an image and a mask of the same size,
+and ``perlin_texture`` once more on the torch code alone (``ANOMALYSYNTH_KERNELS=0``).
 Ratios are against the anchor. Run it alone on a quiet machine:
 
     python benchmarks/synth_throughput.py [--batch 32] [--size 256] [--repeats 7]
@@ -11,6 +12,7 @@ Ratios are against the anchor. Run it alone on a quiet machine:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -82,6 +84,17 @@ def main() -> None:
             args.repeats,
         )
         rows.append((name, rate))
+    # the same perlin_texture on the torch reference code (the compiled kernels switched off)
+    os.environ["ANOMALYSYNTH_KERNELS"] = "0"
+    try:
+        synth = create_synthesizer("perlin_texture")
+        seeds = iter(range(10**6))
+        rate = images_per_second(
+            lambda: synth(images, generator=torch.Generator().manual_seed(next(seeds))), args.batch, args.repeats
+        )
+        rows.append(("perlin_texture, torch code (no kernels)", rate))
+    finally:
+        del os.environ["ANOMALYSYNTH_KERNELS"]
 
     print(f"images {args.size}x{args.size}, batch {args.batch}, {args.threads} threads, median of {args.repeats}")
     print(f"{'method':44s} {'images/s':>10s} {'x anomalib':>11s} {'% of floor':>11s}")
