@@ -85,6 +85,7 @@ def main() -> None:
         )
         rows.append((name, rate))
     # the same perlin_texture on the torch reference code (the compiled kernels switched off)
+    previous = os.environ.get("ANOMALYSYNTH_KERNELS")
     os.environ["ANOMALYSYNTH_KERNELS"] = "0"
     try:
         synth = create_synthesizer("perlin_texture")
@@ -94,7 +95,10 @@ def main() -> None:
         )
         rows.append(("perlin_texture, torch code (no kernels)", rate))
     finally:
-        del os.environ["ANOMALYSYNTH_KERNELS"]
+        if previous is None:
+            del os.environ["ANOMALYSYNTH_KERNELS"]
+        else:
+            os.environ["ANOMALYSYNTH_KERNELS"] = previous
 
     print(f"images {args.size}x{args.size}, batch {args.batch}, {args.threads} threads, median of {args.repeats}")
     print(f"{'method':44s} {'images/s':>10s} {'x anomalib':>11s} {'% of floor':>11s}")
