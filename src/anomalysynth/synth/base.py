@@ -164,8 +164,9 @@ class Synthesizer(torch.nn.Module):
         mask = images.new_empty(b, 1, h, w)
         strength = images.new_empty(b)
         # samples are independent: chunks keep the working set in cache, with identical results
-        for start in range(0, b, self.chunk_size):
-            part = slice(start, start + self.chunk_size)
+        chunk = max(1, self._chunk_size(images))
+        for start in range(0, b, chunk):
+            part = slice(start, start + chunk)
             self._run_chunk(
                 images[part],
                 slice_params(params, part),
@@ -261,6 +262,10 @@ class Synthesizer(torch.nn.Module):
 
     def _synthesize(self, images: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         raise NotImplementedError
+
+    def _chunk_size(self, images: Tensor) -> int:
+        """Samples per ``_run_chunk`` call (results do not depend on it)."""
+        return self.chunk_size
 
     def _synthesize_into(
         self, images: Tensor, params: dict[str, Tensor], image_out: Tensor, mask_out: Tensor

@@ -17,6 +17,7 @@ Set ``ANOMALYSYNTH_KERNELS=0`` to use the torch code everywhere.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["augment_textures_cpu", "kernels_enabled", "perlin_noise_cpu", "perlin_texture_cpu"]
+__all__ = ["augment_textures_cpu", "channels_equal_cpu", "kernels_enabled", "perlin_noise_cpu", "perlin_texture_cpu"]
 
 numba: Any
 try:  # pragma: no cover - exercised by whichever environment runs the tests
@@ -53,22 +54,54 @@ _pool_key: tuple[int, int] = (0, 0)
 _pool_lock = threading.Lock()
 
 
-def _parallel(batch: int, run: Callable[[int, int], Any]) -> None:
-    """``run(start, stop)`` over slices of ``range(batch)``, one per torch thread."""
-    threads = max(1, min(torch.get_num_threads(), batch))
-    if threads == 1:
-        run(0, batch)
-        return
+def _get_pool(threads: int) -> ThreadPoolExecutor:
     global _pool, _pool_key
     with _pool_lock:
         key = (os.getpid(), threads)  # a forked child rebuilds its pool
         if _pool is None or _pool_key != key:
             _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="anomalysynth")
             _pool_key = key
-        pool = _pool
+        return _pool
+
+
+def _parallel(batch: int, run: Callable[[int, int], Any]) -> None:
+    """``run(start, stop)`` over slices of ``range(batch)``, one per torch thread."""
+    threads = max(1, min(torch.get_num_threads(), batch))
+    if threads == 1:
+        run(0, batch)
+        return
+    pool = _get_pool(threads)
     bounds = [batch * i // threads for i in range(threads + 1)]
     futures = [pool.submit(run, bounds[i], bounds[i + 1]) for i in range(1, threads)]
     run(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
+
+
+_local = threading.local()
+
+
+def _parallel_samples(batch: int, make_work: Callable[[], tuple], key: tuple, run: Callable[[int, tuple], Any]) -> None:
+    """``run(i, work)`` for every sample ``i``, samples handed out one at a time to the
+    torch threads (their costs differ several-fold: rotations, histograms), each thread
+    with its own work arrays, kept between calls (no allocation, no page faults)."""
+    counter = itertools.count()
+
+    def worker() -> None:
+        cached = getattr(_local, "work", None)
+        if cached is None or cached[0] != key:
+            cached = (key, make_work())
+            _local.work = cached
+        work = cached[1]
+        while (i := next(counter)) < batch:  # next() on a count is atomic under the GIL
+            run(i, work)
+
+    threads = max(1, min(torch.get_num_threads(), batch))
+    if threads == 1:
+        worker()
+        return
+    futures = [_get_pool(threads).submit(worker) for _ in range(threads - 1)]
+    worker()
     for future in futures:
         future.result()
 
@@ -328,12 +361,13 @@ def _augment_kernel(
     scratch = np.empty((c, h, w), np.float32)
     table = np.empty((c, 256), np.float32)
     tables = np.empty((4, c, 256), np.float32)
+    padded = np.zeros((c, h + 2, w + 2), np.float32)
     for b in range(start, stop):
         flat = textures[b].reshape(c, n)
         for ch in range(c):
             for k in range(n):
                 levels[ch, k] = _level(flat[ch, k])
-        _augment_levels(levels, table, pixels, scratch, tables, ops[b], gamma[b], s[b])
+        _augment_levels(levels, table, pixels, scratch, tables, padded, ops[b], gamma[b], s[b])
         for ch in range(c):
             ov = out[b, ch].reshape(n)
             lv = levels[ch]
@@ -348,6 +382,7 @@ def _augment_levels(
     pixels: np.ndarray,
     scratch: np.ndarray,
     tables: np.ndarray,
+    padded: np.ndarray,
     ops: np.ndarray,
     gamma: np.ndarray,
     s: np.ndarray,
@@ -396,7 +431,7 @@ def _augment_levels(
             elif op == _HUESAT:
                 _hue_saturation(pixels, scratch, s[3], s[4])
             else:
-                _rotate(pixels, scratch, s[9])
+                _rotate(pixels, scratch, padded, s[9])
             for ch in range(c):
                 sv = scratch[ch].reshape(n)
                 for k in range(n):
@@ -505,11 +540,13 @@ def _hue_saturation(x: np.ndarray, out: np.ndarray, hue: np.float32, saturation:
 
 
 @_jit
-def _rotate(x: np.ndarray, out: np.ndarray, theta: np.float32) -> None:
-    """Bilinear rotation about the centre, zeros outside (``grid_sample``, align_corners=False)."""
+def _rotate(x: np.ndarray, out: np.ndarray, padded: np.ndarray, theta: np.float32) -> None:
+    """Bilinear rotation about the centre, zeros outside (``grid_sample``, align_corners=False).
+
+    ``padded`` (C, H + 2, W + 2) is work space whose one-pixel border is zero: it stands
+    for grid_sample's zero padding, so the taps need no bounds checks.
+    """
     c, h, w = x.shape
-    # a one-pixel zero border stands for grid_sample's zero padding: no per-tap bounds checks
-    padded = np.zeros((c, h + 2, w + 2), np.float32)
     for ch in range(c):
         for y in range(h):
             for i in range(w):
@@ -594,31 +631,34 @@ def perlin_texture_cpu(
     else:
         ops, gamma, s = np.zeros((b, 0), np.int64), np.zeros((b, 3), np.float32), np.zeros((b, 10), np.float32)
     o, m = out.numpy(), mask.view(b, h, w).numpy()
-    _parallel(
-        b,
-        lambda start, stop: _perlin_texture_kernel(
-            img,
-            o,
-            m,
-            m_ry,
-            m_rx,
-            m_angles,
-            m_rot,
-            np.float32(threshold),
-            textures is None,
-            t_scale,
-            t_angles,
-            t_colour,
-            given,
-            grey,
-            augment,
-            ops,
-            gamma,
-            s,
-            opacity,
-            start,
-            stop,
-        ),
+    thr = np.float32(threshold)
+    generated = textures is None
+
+    def run(i: int, work: tuple) -> None:
+        _perlin_texture_kernel(
+            img, o, m, m_ry, m_rx, m_angles, m_rot, thr, generated, t_scale, t_angles, t_colour,
+            given, grey, augment, ops, gamma, s, opacity, i, *work,
+        )  # fmt: skip
+
+    _parallel_samples(b, lambda: _texture_work(c, h, w), (c, h, w), run)
+
+
+def _texture_work(c: int, h: int, w: int) -> tuple:
+    """The fused kernel's work arrays for (C, H, W) images."""
+    n = h * w
+    margin = math.ceil(math.sqrt(float(h * h + w * w)) / 2) + 2
+    return (
+        np.empty((h, w), np.float32),  # noise
+        np.empty((h + 2 * margin, w + 2 * margin), np.float32),  # the noise tiled
+        np.empty((h, w), np.float32),  # texture noise
+        np.empty((c, n), np.int32),  # levels
+        np.empty((c, n), np.float32),  # values
+        np.empty((c, h, w), np.float32),  # pixels
+        np.empty((c, h, w), np.float32),  # scratch
+        np.empty((c, 256), np.float32),  # table
+        np.empty((4, c, 256), np.float32),  # histogram tables
+        np.empty(n, np.int64),  # the mask's pixels
+        np.zeros((c, h + 2, w + 2), np.float32),  # rotation, zero border
     )
 
 
@@ -669,56 +709,58 @@ def _perlin_texture_kernel(
     gamma: np.ndarray,
     s: np.ndarray,
     opacity: np.ndarray,
-    start: int,
-    stop: int,
+    b: int,
+    noise: np.ndarray,
+    tiled: np.ndarray,
+    tex_noise: np.ndarray,
+    levels: np.ndarray,
+    values: np.ndarray,
+    pixels: np.ndarray,
+    scratch: np.ndarray,
+    table: np.ndarray,
+    tables: np.ndarray,
+    inside: np.ndarray,
+    padded: np.ndarray,
 ) -> None:
+    """Sample ``b``; the arrays after it are work space (see :func:`_texture_work`)."""
     _b, c, h, w = images.shape
     n = h * w
-    noise, tiled = _noise_buffers(h, w)
-    tex_noise = np.empty((h, w), np.float32)
-    levels = np.empty((c, n), np.int32)
-    values = np.empty((c, n), np.float32)  # the texture itself when not augmented
-    pixels = np.empty((c, h, w), np.float32)
-    scratch = np.empty((c, h, w), np.float32)
-    table = np.empty((c, 256), np.float32)
-    tables = np.empty((4, c, 256), np.float32)
-    inside = np.empty(n, np.int64)
-    for b in range(start, stop):
-        m = mask[b]
-        _noise_sample(m, noise, tiled, m_ry[b], m_rx[b], m_angles[b], m_rot[b], True)
-        # the mask, and its pixels: only they are blended
-        count = _threshold_index(m, threshold, inside, True)
-        # the texture, as 8-bit levels (augmented) or as values
-        # texture channels: one for a grey texture (written to every image channel)
-        ct = 1 if generated and grey[b] else c
-        if generated:
-            _perlin_one(tex_noise, h, w, t_scale[b], t_scale[b], t_angles[b])
-            _colour_texture(tex_noise.reshape(n), t_colour[b], levels[:ct] if augment else None, values[:ct])
-            source = values
-        else:
-            source = given[b].reshape(c, n)
-            if augment:
-                for ch in range(c):
-                    for k in range(n):
-                        levels[ch, k] = _level(source[ch, k])
+    m = mask[b]
+    _noise_sample(m, noise, tiled, m_ry[b], m_rx[b], m_angles[b], m_rot[b], True)
+    # the mask, and its pixels: only they are blended
+    count = _threshold_index(m, threshold, inside, True)
+    # the texture, as 8-bit levels (augmented) or as values
+    # texture channels: one for a grey texture (written to every image channel)
+    ct = 1 if generated and grey[b] else c
+    if generated:
+        _perlin_one(tex_noise, h, w, t_scale[b], t_scale[b], t_angles[b])
+        _colour_texture(tex_noise.reshape(n), t_colour[b], levels[:ct] if augment else None, values[:ct])
+        source = values
+    else:
+        source = given[b].reshape(c, n)
         if augment:
-            _augment_levels(levels[:ct], table[:ct], pixels[:ct], scratch[:ct], tables[:, :ct], ops[b], gamma[b], s[b])
-        # A = I outside the mask and lerp(I, P, opacity) inside (torch.lerp's formula)
-        weight = opacity[b]
-        small = abs(weight) < np.float32(0.5)
-        for ch in range(c):
-            src = images[b, ch].reshape(n)
-            dst = out[b, ch].reshape(n)
-            dst[:] = src
-            tc = 0 if ct == 1 else ch
-            for i in range(count):
-                k = inside[i]
-                a = src[k]
-                t = table[tc, levels[tc, k]] if augment else source[tc, k]
-                if small:
-                    dst[k] = a + weight * (t - a)
-                else:
-                    dst[k] = t - (t - a) * (np.float32(1) - weight)
+            for ch in range(c):
+                for k in range(n):
+                    levels[ch, k] = _level(source[ch, k])
+    if augment:
+        work = (levels[:ct], table[:ct], pixels[:ct], scratch[:ct], tables[:, :ct], padded[:ct])
+        _augment_levels(*work, ops[b], gamma[b], s[b])
+    # A = I outside the mask and lerp(I, P, opacity) inside (torch.lerp's formula)
+    weight = opacity[b]
+    small = abs(weight) < np.float32(0.5)
+    for ch in range(c):
+        src = images[b, ch].reshape(n)
+        dst = out[b, ch].reshape(n)
+        dst[:] = src
+        tc = 0 if ct == 1 else ch
+        for i in range(count):
+            k = inside[i]
+            a = src[k]
+            t = table[tc, levels[tc, k]] if augment else source[tc, k]
+            if small:
+                dst[k] = a + weight * (t - a)
+            else:
+                dst[k] = t - (t - a) * (np.float32(1) - weight)
 
 
 @_jit
@@ -753,3 +795,31 @@ def _colour_texture(noise: np.ndarray, colour: np.ndarray, levels: np.ndarray | 
         lv = levels[0]
         for k in range(n):
             lv[k] = _level(grey[k])
+
+
+# ---------------------------------------------------------------------- grey images
+def channels_equal_cpu(images: Tensor) -> Tensor:
+    """(B,) bool: whether each (C, H, W) image has all channels equal; stops at the first
+    pixel that differs (a colour image costs next to nothing)."""
+    b = images.shape[0]
+    out = np.zeros(b, np.bool_)
+    _channels_equal(_np(images), out)
+    return torch.from_numpy(out)
+
+
+@_jit
+def _channels_equal(images: np.ndarray, out: np.ndarray) -> None:
+    b, c, h, w = images.shape
+    n = h * w
+    for i in range(b):
+        first = images[i, 0].reshape(n)
+        equal = True
+        for ch in range(1, c):
+            other = images[i, ch].reshape(n)
+            for k in range(n):
+                if first[k] != other[k]:
+                    equal = False
+                    break
+            if not equal:
+                break
+        out[i] = equal

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer, slice_params, uniform
 from anomalysynth.synth.blend import blend
-from anomalysynth.synth.kernels import kernels_enabled, perlin_texture_cpu
+from anomalysynth.synth.kernels import channels_equal_cpu, kernels_enabled, perlin_texture_cpu
 from anomalysynth.synth.perlin import MAX_LATTICE, perlin_noise_mask
 from anomalysynth.synth.textures import (
     TextureAugment,
@@ -102,6 +102,8 @@ class PerlinTextureBlend(Synthesizer):
     def _grey_textures(self, images: Tensor) -> Tensor:
         """(B,) bool: which samples get a grey texture."""
         if self.texture_colour == "auto" and images.shape[1] == 3:
+            if kernels_enabled(images):
+                return channels_equal_cpu(images)
             return (images[:, 1:] == images[:, :1]).flatten(1).all(dim=1).cpu()
         return torch.full((images.shape[0],), self.texture_colour != "rgb" or images.shape[1] == 1)
 
@@ -145,6 +147,10 @@ class PerlinTextureBlend(Synthesizer):
         mask = render_perlin_mask(params, images.shape[-2:], self.threshold).to(images.dtype)
         texture = self._texture(images, params)
         return blend(images, texture, mask, params["opacity"]), mask, params["opacity"]
+
+    def _chunk_size(self, images: Tensor) -> int:
+        # the kernel schedules single samples over the threads: the whole batch at once
+        return images.shape[0] if kernels_enabled(images) else self.chunk_size
 
     def _synthesize_into(
         self, images: Tensor, params: dict[str, Tensor], image_out: Tensor, mask_out: Tensor
