@@ -126,3 +126,32 @@ def test_kernels_take_only_cpu_float32() -> None:
     assert not kernels_enabled(torch.zeros(2, dtype=torch.float64))
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
         assert not kernels_enabled(torch.zeros(2, device="cuda"))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [0, 1, 2],  # sharpness last: evaluated at the mask's pixels only
+        [2, 4, 6],  # sharpness first, table operations after it
+        [3, 5, 0],  # hue/saturation
+        [9, 1, 4],  # rotation
+        [9, 2, 6],  # two pixel operations: the first dense, the second sparse
+        [2, 8, 3],  # a histogram between them
+        [9, 7, 0],  # rotation, then a histogram: dense
+    ],
+)
+def test_pixel_operations_at_the_mask_match_torch(
+    monkeypatch: pytest.MonkeyPatch, ops: list[int], channels: int
+) -> None:
+    synth = create_synthesizer("perlin_texture")
+    images = torch.rand(8, channels, 48, 56, generator=torch.Generator().manual_seed(7))
+    params = dict(synth(images, generator=torch.Generator().manual_seed(8)).params)
+    params["aug_ops"] = torch.tensor(ops).expand(8, 3).clone()
+    fast = synth(images, params=params)
+    reference = _torch_only(monkeypatch, lambda: synth(images, params=params))
+    assert torch.equal(fast.mask, reference.mask) or (fast.mask != reference.mask).float().mean() < 1e-3
+    both = ((fast.mask > 0) & (reference.mask > 0)).expand_as(images)
+    diff = (fast.image - reference.image).abs()[both]
+    assert (diff > 1.5 / 255).float().mean() < 2e-3
+    assert diff.mean() < 2e-3

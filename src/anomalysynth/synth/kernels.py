@@ -362,12 +362,13 @@ def _augment_kernel(
     table = np.empty((c, 256), np.float32)
     tables = np.empty((4, c, 256), np.float32)
     padded = np.zeros((c, h + 2, w + 2), np.float32)
+    padded_index = np.empty(0, np.int64)  # every pixel is wanted: no sparse evaluation
     for b in range(start, stop):
         flat = textures[b].reshape(c, n)
         for ch in range(c):
             for k in range(n):
                 levels[ch, k] = _level(flat[ch, k])
-        _augment_levels(levels, table, pixels, scratch, tables, padded, ops[b], gamma[b], s[b])
+        _augment_levels(levels, table, pixels, scratch, tables, padded, ops[b], gamma[b], s[b], padded_index, -1)
         for ch in range(c):
             ov = out[b, ch].reshape(n)
             lv = levels[ch]
@@ -386,13 +387,27 @@ def _augment_levels(
     ops: np.ndarray,
     gamma: np.ndarray,
     s: np.ndarray,
+    inside: np.ndarray,
+    count: int,
 ) -> None:
     """Apply one sample's operations to its 8-bit ``levels`` (C, H*W); the result is
-    ``table[c, levels[c, k]]`` (table ops compose into ``table``, as in the torch code)."""
+    ``table[c, levels[c, k]]`` (table ops compose into ``table``, as in the torch code).
+
+    With ``count >= 0`` only the pixels ``inside[:count]`` of the result are wanted: a
+    pixel operation followed by table operations alone is then evaluated at those
+    pixels only (reading its input through the table), and the other levels are left stale.
+    """
     c, n = levels.shape
+    h, w = pixels.shape[1], pixels.shape[2]
     hist = tables[0]
     pushed = tables[1]
     new = tables[2]
+    # the last operation that reads other pixels or the histogram
+    last = -1
+    for slot in range(ops.shape[0]):
+        op = ops[slot]
+        if op in (_SHARP, _ROTATE, _AUTOC, _EQUAL) or (op == _HUESAT and c == 3):
+            last = slot
     for ch in range(c):
         for k in range(256):
             table[ch, k] = np.float32(k) / np.float32(255)
@@ -420,6 +435,22 @@ def _augment_levels(
                     table[ch, k] = new[ch, np.int32(np.rint(table[ch, k] * np.float32(255)))]
         elif op == _HUESAT and c != 3:
             continue  # the identity on grey textures
+        elif slot == last and count >= 0:
+            # only table operations follow: the wanted pixels are all that is needed
+            result = scratch.reshape(c, n)
+            for i in range(count):
+                k = inside[i]
+                if op == _SHARP:
+                    _sharpness_at(levels, table, k // w, k % w, h, w, s[2], result, i)
+                elif op == _HUESAT:
+                    _hue_saturation_at(levels, table, k, s[3], s[4], result, i)
+                else:
+                    _rotate_at(levels, table, k // w, k % w, h, w, s[9], result, i)
+            for ch in range(c):
+                for i in range(count):
+                    levels[ch, inside[i]] = _level(result[ch, i])
+                for k in range(256):
+                    table[ch, k] = np.float32(k) / np.float32(255)
         else:
             for ch in range(c):
                 lv = levels[ch]
@@ -439,6 +470,104 @@ def _augment_levels(
                 for k in range(256):
                     table[ch, k] = np.float32(k) / np.float32(255)
             hist_valid = False
+
+
+@_jit
+def _value(levels: np.ndarray, table: np.ndarray, ch: int, y: int, x: int, w: int) -> np.float32:
+    return table[ch, levels[ch, y * w + x]]
+
+
+@_jit
+def _sharpness_at(
+    levels: np.ndarray,
+    table: np.ndarray,
+    y: int,
+    x: int,
+    h: int,
+    w: int,
+    factor: np.float32,
+    result: np.ndarray,
+    i: int,
+) -> None:
+    """:func:`_sharpness` at one pixel, the same arithmetic in the same order."""
+    ya = max(y - 1, 0)
+    yb = min(y + 1, h - 1)
+    xa = max(x - 1, 0)
+    xb = min(x + 1, w - 1)
+    keep = np.float32(1) - factor
+    for ch in range(levels.shape[0]):
+        left = _value(levels, table, ch, ya, xa, w) + _value(levels, table, ch, y, xa, w)
+        left = left + _value(levels, table, ch, yb, xa, w)
+        mid = _value(levels, table, ch, ya, x, w) + _value(levels, table, ch, y, x, w)
+        mid = mid + _value(levels, table, ch, yb, x, w)
+        right = _value(levels, table, ch, ya, xb, w) + _value(levels, table, ch, y, xb, w)
+        right = right + _value(levels, table, ch, yb, xb, w)
+        centre = _value(levels, table, ch, y, x, w)
+        smooth = (left + mid + right + np.float32(4) * centre) / np.float32(13)
+        result[ch, i] = (smooth - centre) * keep + centre
+
+
+@_jit
+def _hue_saturation_at(
+    levels: np.ndarray, table: np.ndarray, k: int, hue: np.float32, saturation: np.float32, result: np.ndarray, i: int
+) -> None:
+    """:func:`_hue_saturation` at one pixel."""
+    r = table[0, levels[0, k]]
+    g = table[1, levels[1, k]]
+    bl = table[2, levels[2, k]]
+    out = _hsv_shift(r, g, bl, hue, saturation)
+    result[0, i] = out[0]
+    result[1, i] = out[1]
+    result[2, i] = out[2]
+
+
+@_jit
+def _rotate_at(
+    levels: np.ndarray,
+    table: np.ndarray,
+    y: int,
+    x: int,
+    h: int,
+    w: int,
+    theta: np.float32,
+    result: np.ndarray,
+    i: int,
+) -> None:
+    """:func:`_rotate` at one pixel: the same coordinates, zeros outside the image."""
+    cos = np.float32(math.cos(theta))
+    sin = np.float32(math.sin(theta))
+    cx = np.float32(w) / np.float32(2) + np.float32(0.5)
+    cy = np.float32(h) / np.float32(2) + np.float32(0.5)
+    ys = np.float32(y) + np.float32(0.5) - np.float32(h) / np.float32(2)
+    xs = np.float32(x) + np.float32(0.5) - np.float32(w) / np.float32(2)
+    sx = cos * xs - sin * ys + cx
+    sy = sin * xs + cos * ys + cy
+    c = levels.shape[0]
+    if not (sx >= np.float32(0) and sy >= np.float32(0) and sx < np.float32(w + 1) and sy < np.float32(h + 1)):
+        for ch in range(c):
+            result[ch, i] = np.float32(0)
+        return
+    x0 = np.int64(np.uint32(sx)) - 1  # image coordinates of the top-left tap
+    y0 = np.int64(np.uint32(sy)) - 1
+    fx = sx - np.float32(x0 + 1)
+    fy = sy - np.float32(y0 + 1)
+    w00 = (np.float32(1) - fx) * (np.float32(1) - fy)
+    w01 = fx * (np.float32(1) - fy)
+    w10 = (np.float32(1) - fx) * fy
+    w11 = fx * fy
+    for ch in range(c):
+        v00 = _tap(levels, table, ch, y0, x0, h, w)
+        v01 = _tap(levels, table, ch, y0, x0 + 1, h, w)
+        v10 = _tap(levels, table, ch, y0 + 1, x0, h, w)
+        v11 = _tap(levels, table, ch, y0 + 1, x0 + 1, h, w)
+        result[ch, i] = ((v00 * w00 + v01 * w01) + v10 * w10) + v11 * w11
+
+
+@_jit
+def _tap(levels: np.ndarray, table: np.ndarray, ch: int, y: int, x: int, h: int, w: int) -> np.float32:
+    if 0 <= y < h and 0 <= x < w:
+        return table[ch, levels[ch, y * w + x]]
+    return np.float32(0)
 
 
 @_jit
@@ -513,30 +642,44 @@ def _sharpness(x: np.ndarray, out: np.ndarray, factor: np.float32) -> None:
 def _hue_saturation(x: np.ndarray, out: np.ndarray, hue: np.float32, saturation: np.float32) -> None:
     """:func:`anomalysynth.synth.color.shift_hue_saturation` for one RGB image."""
     _c, h, w = x.shape
-    opposite = (np.float32(3), np.float32(5), np.float32(1))
-    tiny = np.float32(1e-20)
     for y in range(h):
         for i in range(w):
-            r = x[0, y, i]
-            g = x[1, y, i]
-            bl = x[2, y, i]
-            value = max(max(r, g), bl)
-            chroma = value - min(min(r, g), bl)
-            inv = np.float32(1) / max(chroma, tiny)
-            if value == r:
-                sextant = (g - bl) * inv
-            elif value == g:
-                sextant = (bl - r) * inv + np.float32(2)
-            else:
-                sextant = (r - g) * inv + np.float32(4)
-            sextant = (sextant + hue * np.float32(6)) / np.float32(6)
-            sextant = (sextant - np.float32(math.floor(sextant))) * np.float32(6)
-            sat = chroma / max(value, tiny)
-            scale = min(max(sat + saturation, np.float32(0)), np.float32(1)) * value
-            for ch in range(3):
-                d = abs(sextant - opposite[ch])
-                weight = min(max(max(np.float32(2) - d, d - np.float32(4)), np.float32(0)), np.float32(1))
-                out[ch, y, i] = value - weight * scale
+            shifted = _hsv_shift(x[0, y, i], x[1, y, i], x[2, y, i], hue, saturation)
+            out[0, y, i] = shifted[0]
+            out[1, y, i] = shifted[1]
+            out[2, y, i] = shifted[2]
+
+
+@_jit
+def _hsv_shift(
+    r: np.float32, g: np.float32, bl: np.float32, hue: np.float32, saturation: np.float32
+) -> tuple[np.float32, np.float32, np.float32]:
+    """One pixel of :func:`anomalysynth.synth.color.shift_hue_saturation`."""
+    tiny = np.float32(1e-20)
+    value = max(max(r, g), bl)
+    chroma = value - min(min(r, g), bl)
+    inv = np.float32(1) / max(chroma, tiny)
+    if value == r:
+        sextant = (g - bl) * inv
+    elif value == g:
+        sextant = (bl - r) * inv + np.float32(2)
+    else:
+        sextant = (r - g) * inv + np.float32(4)
+    sextant = (sextant + hue * np.float32(6)) / np.float32(6)
+    sextant = (sextant - np.float32(math.floor(sextant))) * np.float32(6)
+    sat = chroma / max(value, tiny)
+    scale = min(max(sat + saturation, np.float32(0)), np.float32(1)) * value
+    return (
+        value - _hue_weight(sextant, np.float32(3)) * scale,
+        value - _hue_weight(sextant, np.float32(5)) * scale,
+        value - _hue_weight(sextant, np.float32(1)) * scale,
+    )
+
+
+@_jit
+def _hue_weight(sextant: np.float32, opposite: np.float32) -> np.float32:
+    d = abs(sextant - opposite)
+    return min(max(max(np.float32(2) - d, d - np.float32(4)), np.float32(0)), np.float32(1))
 
 
 @_jit
@@ -744,7 +887,7 @@ def _perlin_texture_kernel(
                     levels[ch, k] = _level(source[ch, k])
     if augment:
         work = (levels[:ct], table[:ct], pixels[:ct], scratch[:ct], tables[:, :ct], padded[:ct])
-        _augment_levels(*work, ops[b], gamma[b], s[b])
+        _augment_levels(*work, ops[b], gamma[b], s[b], inside, count)
     # A = I outside the mask and lerp(I, P, opacity) inside (torch.lerp's formula)
     weight = opacity[b]
     small = abs(weight) < np.float32(0.5)
