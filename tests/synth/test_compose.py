@@ -76,13 +76,13 @@ def test_grey_images_get_grey_textures(tmp_path, texture_dir):
     folder = tmp_path if texture_dir else None
     grey = photo_batch(6, 3).mean(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
     colour = photo_batch(6, 3)
-    auto = PerlinTextureBlend(texture_dir=folder)
+    auto = PerlinTextureBlend(texture_dir=folder, texture_colour="auto")
     out = auto(grey, generator=torch.Generator().manual_seed(0))
     assert bool(out.params["texture_grey"].all())
     assert torch.equal(out.image[:, 0], out.image[:, 1]) and torch.equal(out.image[:, 1], out.image[:, 2])
     out = auto(colour, generator=torch.Generator().manual_seed(0))
     assert not bool(out.params["texture_grey"].any())
-    rgb = PerlinTextureBlend(texture_dir=folder, texture_colour="rgb")(grey, generator=torch.Generator().manual_seed(0))
+    rgb = PerlinTextureBlend(texture_dir=folder)(grey, generator=torch.Generator().manual_seed(0))  # the default
     assert not torch.equal(rgb.image[:, 0], rgb.image[:, 1])  # DRAEM: coloured anomalies on grey images
     forced = PerlinTextureBlend(texture_dir=folder, texture_colour="grey", opacity=(1.0, 1.0))
     out = forced(colour, generator=torch.Generator().manual_seed(1))

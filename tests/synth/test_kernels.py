@@ -91,7 +91,7 @@ def _folder(tmp_path, n: int = 3):  # type: ignore[no-untyped-def]
 def test_perlin_texture_matches_torch(monkeypatch: pytest.MonkeyPatch, tmp_path, kwargs, channels) -> None:  # type: ignore[no-untyped-def]
     if kwargs.get("texture_dir") == "folder":
         kwargs = {**kwargs, "texture_dir": _folder(tmp_path)}
-    synth = create_synthesizer("perlin_texture", **kwargs)
+    synth = create_synthesizer("perlin_texture", texture_colour="auto", **kwargs)
     if channels == "grey as rgb":
         images = torch.rand(6, 1, 56, 48, generator=torch.Generator().manual_seed(3)).expand(-1, 3, -1, -1)
         images = images.contiguous()

@@ -143,6 +143,13 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     return numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")(fn)
 
 
+def _jit_inline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For small per-pixel helpers: inlined into the caller (a call per pixel costs more than the work)."""
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always")(fn)
+
+
 @_jit
 def _fade(t: np.float32) -> np.float32:
     f = t * t * t * (t * (t * np.float32(6) - np.float32(15)) + np.float32(10))
@@ -332,13 +339,13 @@ def augment_textures_cpu(textures: Tensor, params: dict[str, Tensor]) -> Tensor:
     return out
 
 
-@_jit
+@_jit_inline
 def _requant(v: np.float32) -> np.float32:
     v = min(max(v, np.float32(0)), np.float32(1))
     return np.float32(np.rint(v * np.float32(255))) / np.float32(255)
 
 
-@_jit
+@_jit_inline
 def _level(v: np.float32) -> np.int32:
     v = min(max(v * np.float32(255), np.float32(0)), np.float32(255))
     return np.int32(np.rint(v))
@@ -438,6 +445,8 @@ def _augment_levels(
         elif slot == last and count >= 0:
             # only table operations follow: the wanted pixels are all that is needed
             result = scratch.reshape(c, n)
+            cos = np.float32(math.cos(s[9]))
+            sin = np.float32(math.sin(s[9]))
             for i in range(count):
                 k = inside[i]
                 if op == _SHARP:
@@ -445,7 +454,7 @@ def _augment_levels(
                 elif op == _HUESAT:
                     _hue_saturation_at(levels, table, k, s[3], s[4], result, i)
                 else:
-                    _rotate_at(levels, table, k // w, k % w, h, w, s[9], result, i)
+                    _rotate_at(levels, table, k // w, k % w, h, w, cos, sin, result, i)
             for ch in range(c):
                 for i in range(count):
                     levels[ch, inside[i]] = _level(result[ch, i])
@@ -472,7 +481,7 @@ def _augment_levels(
             hist_valid = False
 
 
-@_jit
+@_jit_inline
 def _value(levels: np.ndarray, table: np.ndarray, ch: int, y: int, x: int, w: int) -> np.float32:
     return table[ch, levels[ch, y * w + x]]
 
@@ -529,13 +538,13 @@ def _rotate_at(
     x: int,
     h: int,
     w: int,
-    theta: np.float32,
+    cos: np.float32,
+    sin: np.float32,
     result: np.ndarray,
     i: int,
 ) -> None:
-    """:func:`_rotate` at one pixel: the same coordinates, zeros outside the image."""
-    cos = np.float32(math.cos(theta))
-    sin = np.float32(math.sin(theta))
+    """:func:`_rotate` at one pixel (``cos``, ``sin`` of its angle): the same coordinates,
+    zeros outside the image."""
     cx = np.float32(w) / np.float32(2) + np.float32(0.5)
     cy = np.float32(h) / np.float32(2) + np.float32(0.5)
     ys = np.float32(y) + np.float32(0.5) - np.float32(h) / np.float32(2)
@@ -555,19 +564,19 @@ def _rotate_at(
     w01 = fx * (np.float32(1) - fy)
     w10 = (np.float32(1) - fx) * fy
     w11 = fx * fy
+    # taps outside the image are zero (written out: a helper call per tap is slow here)
+    top_in = 0 <= y0 < h
+    bottom_in = 0 <= y0 + 1 < h
+    left_in = 0 <= x0 < w
+    right_in = 0 <= x0 + 1 < w
+    k = y0 * w + x0
+    zero = np.float32(0)
     for ch in range(c):
-        v00 = _tap(levels, table, ch, y0, x0, h, w)
-        v01 = _tap(levels, table, ch, y0, x0 + 1, h, w)
-        v10 = _tap(levels, table, ch, y0 + 1, x0, h, w)
-        v11 = _tap(levels, table, ch, y0 + 1, x0 + 1, h, w)
+        v00 = table[ch, levels[ch, k]] if top_in and left_in else zero
+        v01 = table[ch, levels[ch, k + 1]] if top_in and right_in else zero
+        v10 = table[ch, levels[ch, k + w]] if bottom_in and left_in else zero
+        v11 = table[ch, levels[ch, k + w + 1]] if bottom_in and right_in else zero
         result[ch, i] = ((v00 * w00 + v01 * w01) + v10 * w10) + v11 * w11
-
-
-@_jit
-def _tap(levels: np.ndarray, table: np.ndarray, ch: int, y: int, x: int, h: int, w: int) -> np.float32:
-    if 0 <= y < h and 0 <= x < w:
-        return table[ch, levels[ch, y * w + x]]
-    return np.float32(0)
 
 
 @_jit
@@ -640,14 +649,33 @@ def _sharpness(x: np.ndarray, out: np.ndarray, factor: np.float32) -> None:
 
 @_jit
 def _hue_saturation(x: np.ndarray, out: np.ndarray, hue: np.float32, saturation: np.float32) -> None:
-    """:func:`anomalysynth.synth.color.shift_hue_saturation` for one RGB image."""
+    """:func:`anomalysynth.synth.color.shift_hue_saturation` for one RGB image (the
+    arithmetic of :func:`_hsv_shift`, written out: numba compiles this loop better)."""
     _c, h, w = x.shape
+    opposite = (np.float32(3), np.float32(5), np.float32(1))
+    tiny = np.float32(1e-20)
     for y in range(h):
         for i in range(w):
-            shifted = _hsv_shift(x[0, y, i], x[1, y, i], x[2, y, i], hue, saturation)
-            out[0, y, i] = shifted[0]
-            out[1, y, i] = shifted[1]
-            out[2, y, i] = shifted[2]
+            r = x[0, y, i]
+            g = x[1, y, i]
+            bl = x[2, y, i]
+            value = max(max(r, g), bl)
+            chroma = value - min(min(r, g), bl)
+            inv = np.float32(1) / max(chroma, tiny)
+            if value == r:
+                sextant = (g - bl) * inv
+            elif value == g:
+                sextant = (bl - r) * inv + np.float32(2)
+            else:
+                sextant = (r - g) * inv + np.float32(4)
+            sextant = (sextant + hue * np.float32(6)) / np.float32(6)
+            sextant = (sextant - np.float32(math.floor(sextant))) * np.float32(6)
+            sat = chroma / max(value, tiny)
+            scale = min(max(sat + saturation, np.float32(0)), np.float32(1)) * value
+            for ch in range(3):
+                d = abs(sextant - opposite[ch])
+                weight = min(max(max(np.float32(2) - d, d - np.float32(4)), np.float32(0)), np.float32(1))
+                out[ch, y, i] = value - weight * scale
 
 
 @_jit

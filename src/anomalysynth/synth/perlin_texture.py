@@ -74,7 +74,7 @@ class PerlinTextureBlend(Synthesizer):
         anomaly_ratio: float = 1.0,
         foreground: str | None = None,
         foreground_invert: bool = False,
-        texture_colour: str = "auto",
+        texture_colour: str = "rgb",
     ) -> None:
         super().__init__(anomaly_ratio, foreground, foreground_invert)
         if texture_colour not in _TEXTURE_COLOURS:
