@@ -26,6 +26,8 @@ from anomalysynth.models.realnet.torch_model import RealNetModel
 __all__ = ["RealNet"]
 
 _LEVEL_REDUCTIONS = (4, 8, 16, 32)
+# RealNet's {256, 512, 512, 256} of WideResNet50's {256, 512, 1024, 2048} channels, by stride
+_DIMS_FRACTION = {4: 1.0, 8: 1.0, 16: 0.5, 32: 0.125}
 
 
 class RealNet(AnomalibModule):
@@ -53,6 +55,9 @@ class RealNet(AnomalibModule):
         feature_stats_batches: training batches used to measure the statistics.
         score_pool: the image score is the max of the anomaly map averaged over
             ``score_pool`` x ``score_pool`` boxes (RealNet: 16; 1 is the plain max).
+        levels: backbone strides whose features are reconstructed (RealNet: 4, 8, 16,
+            32); adding 2 gives a finer anomaly map at about four times the
+            discriminator's cost. Default dims of a stride-2 level keep all its channels.
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -70,6 +75,7 @@ class RealNet(AnomalibModule):
         standardize_features: bool = True,
         feature_stats_batches: int = 8,
         score_pool: int = 16,
+        levels: Sequence[int] = _LEVEL_REDUCTIONS,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -80,11 +86,19 @@ class RealNet(AnomalibModule):
         )
         probe: Any = create_timm_model(backbone, weights=weights, features_only=True, pretrained_strict=False)
         reductions = probe.feature_info.reduction()
-        out_indices = [i for i, r in enumerate(reductions) if r in _LEVEL_REDUCTIONS]
-        if len(out_indices) != len(_LEVEL_REDUCTIONS):
-            raise ValueError(f"{backbone} has feature reductions {reductions}; RealNet needs levels at 4, 8, 16, 32.")
+        levels = sorted({int(r) for r in levels})
+        out_indices = [i for i, r in enumerate(reductions) if r in levels]
+        if not levels or len(out_indices) != len(levels):
+            raise ValueError(
+                f"{backbone} has feature reductions {reductions}; `levels` {levels} must name one level each."
+            )
         extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
         channels = extractor.feature_info.channels()
+        if dims is None:
+            # RealNet's dims for WideResNet50 as fractions of each stride's channels; finer levels keep all
+            dims = [
+                max(8, min(c, round(c * _DIMS_FRACTION.get(r, 1.0)))) for r, c in zip(levels, channels, strict=True)
+            ]
         self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio, score_pool=score_pool)
         self.lr = float(lr)
         if feature_stats_batches < 1:
