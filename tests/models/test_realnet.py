@@ -316,3 +316,18 @@ def test_score_pool_sets_the_box_the_image_score_averages():
     assert torch.equal(out.pred_score, out.anomaly_map.flatten(1).amax(dim=1))
     with pytest.raises(ValueError, match="score_pool"):
         RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_pool=0)
+
+
+def test_levels_choose_the_backbone_strides():
+    from anomalysynth.models import RealNet
+
+    default = RealNet()
+    assert default.model.dims == [24, 40, 56, 40]  # RealNet's dims scaled to EfficientNet-Lite0
+    finer = RealNet(levels=(2, 4, 8, 16, 32))
+    assert finer.model.channels == [16, 24, 40, 112, 320]
+    assert finer.model.dims == [16, 24, 40, 56, 40]
+    out = finer.model(torch.rand(2, 3, 67, 93))
+    assert out.anomaly_map.shape == (2, 1, 67, 93)
+    assert out.logits.shape == (2, 2, 67, 93)
+    with pytest.raises(ValueError, match="must name one level each"):
+        RealNet(levels=(3, 4))
