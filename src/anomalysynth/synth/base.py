@@ -198,26 +198,27 @@ class Synthesizer(torch.nn.Module):
             ones = images.new_ones(images.shape[0], 1, *images.shape[-2:])
             params = {**params, "_foreground": ones if fg is None else fg.to(images.dtype)}
         anomalous = params["anomalous"].to(images.device)
-        synthetic = images
-        if fg is None and self.exact_outside_mask and bool(anomalous.all()):
+        all_anomalous = bool(anomalous.all())
+        if fg is None and self.exact_outside_mask and all_anomalous:
             # the output is the synthetic image itself: let the method write it in place
             strength_out.copy_(self._synthesize_into(images, params, image_out, mask_out))
             return
-        if bool(anomalous.all()):
+        synthetic = images
+        if all_anomalous:
             synthetic, mask, strength = self._checked_synthesize(images, params)
             mask_out.copy_(mask)
             strength_out.copy_(strength)
         else:
             mask_out.zero_()
             strength_out.zero_()
-        if bool(anomalous.any()) and not bool(anomalous.all()):
-            # only the anomalous samples are synthesized; the others stay as they are
-            idx = torch.nonzero(anomalous).flatten()
-            sub_image, sub_mask, sub_strength = self._checked_synthesize(images[idx], slice_params(params, idx))
-            synthetic = images.clone()
-            synthetic[idx] = sub_image
-            mask_out[idx] = sub_mask.to(images.dtype)
-            strength_out[idx] = sub_strength.to(images.dtype)
+            if bool(anomalous.any()):
+                # only the anomalous samples are synthesized; the others stay as they are
+                idx = torch.nonzero(anomalous).flatten()
+                sub_image, sub_mask, sub_strength = self._checked_synthesize(images[idx], slice_params(params, idx))
+                synthetic = images.clone()
+                synthetic[idx] = sub_image
+                mask_out[idx] = sub_mask.to(images.dtype)
+                strength_out[idx] = sub_strength.to(images.dtype)
         if fg is not None:
             mask_out.mul_(fg)
         elif self.exact_outside_mask:

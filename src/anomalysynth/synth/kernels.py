@@ -29,7 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["augment_textures_cpu", "channels_equal_cpu", "kernels_enabled", "perlin_noise_cpu", "perlin_texture_cpu"]
+__all__ = [
+    "augment_textures_cpu",
+    "channels_equal_cpu",
+    "check_lattice",
+    "kernels_enabled",
+    "perlin_noise_cpu",
+    "perlin_texture_cpu",
+]
 
 numba: Any
 try:  # pragma: no cover - exercised by whichever environment runs the tests
@@ -104,6 +111,12 @@ def _parallel_samples(batch: int, make_work: Callable[[], tuple], key: tuple, ru
     worker()
     for future in futures:
         future.result()
+
+
+def check_lattice(res_y: Tensor, res_x: Tensor, grid: int) -> None:
+    """Perlin lattice resolutions must lie in [1, grid] (the kernels index the angle grid with them)."""
+    if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
+        raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -649,36 +662,17 @@ def _sharpness(x: np.ndarray, out: np.ndarray, factor: np.float32) -> None:
 
 @_jit
 def _hue_saturation(x: np.ndarray, out: np.ndarray, hue: np.float32, saturation: np.float32) -> None:
-    """:func:`anomalysynth.synth.color.shift_hue_saturation` for one RGB image (the
-    arithmetic of :func:`_hsv_shift`, written out: numba compiles this loop better)."""
+    """:func:`anomalysynth.synth.color.shift_hue_saturation` for one RGB image."""
     _c, h, w = x.shape
-    opposite = (np.float32(3), np.float32(5), np.float32(1))
-    tiny = np.float32(1e-20)
     for y in range(h):
         for i in range(w):
-            r = x[0, y, i]
-            g = x[1, y, i]
-            bl = x[2, y, i]
-            value = max(max(r, g), bl)
-            chroma = value - min(min(r, g), bl)
-            inv = np.float32(1) / max(chroma, tiny)
-            if value == r:
-                sextant = (g - bl) * inv
-            elif value == g:
-                sextant = (bl - r) * inv + np.float32(2)
-            else:
-                sextant = (r - g) * inv + np.float32(4)
-            sextant = (sextant + hue * np.float32(6)) / np.float32(6)
-            sextant = (sextant - np.float32(math.floor(sextant))) * np.float32(6)
-            sat = chroma / max(value, tiny)
-            scale = min(max(sat + saturation, np.float32(0)), np.float32(1)) * value
-            for ch in range(3):
-                d = abs(sextant - opposite[ch])
-                weight = min(max(max(np.float32(2) - d, d - np.float32(4)), np.float32(0)), np.float32(1))
-                out[ch, y, i] = value - weight * scale
+            r, g, bl = _hsv_shift(x[0, y, i], x[1, y, i], x[2, y, i], hue, saturation)
+            out[0, y, i] = r
+            out[1, y, i] = g
+            out[2, y, i] = bl
 
 
-@_jit
+@_jit_inline
 def _hsv_shift(
     r: np.float32, g: np.float32, bl: np.float32, hue: np.float32, saturation: np.float32
 ) -> tuple[np.float32, np.float32, np.float32]:
@@ -704,7 +698,7 @@ def _hsv_shift(
     )
 
 
-@_jit
+@_jit_inline
 def _hue_weight(sextant: np.float32, opposite: np.float32) -> np.float32:
     d = abs(sextant - opposite)
     return min(max(max(np.float32(2) - d, d - np.float32(4)), np.float32(0)), np.float32(1))
@@ -779,7 +773,7 @@ def perlin_texture_cpu(
     b, c, h, w = images.shape
     if not (out.is_contiguous() and mask.is_contiguous()) or out.shape != images.shape:
         raise ValueError("perlin_texture_cpu needs contiguous outputs shaped like the images and masks.")
-    _check_lattice_cpu(params)
+    check_lattice(params["perlin_scale_y"], params["perlin_scale_x"], params["perlin_angles"].shape[-1])
     img = _np(images)
     m_ry = _np(params["perlin_scale_y"].to(torch.int64))
     m_rx = _np(params["perlin_scale_x"].to(torch.int64))
@@ -817,10 +811,10 @@ def perlin_texture_cpu(
 def _texture_work(c: int, h: int, w: int) -> tuple:
     """The fused kernel's work arrays for (C, H, W) images."""
     n = h * w
-    margin = math.ceil(math.sqrt(float(h * h + w * w)) / 2) + 2
+    noise, tiled = _noise_buffers(h, w)
     return (
-        np.empty((h, w), np.float32),  # noise
-        np.empty((h + 2 * margin, w + 2 * margin), np.float32),  # the noise tiled
+        noise,
+        tiled,  # the noise tiled with the margin rotations need
         np.empty((h, w), np.float32),  # texture noise
         np.empty((c, n), np.int32),  # levels
         np.empty((c, n), np.float32),  # values
@@ -831,13 +825,6 @@ def _texture_work(c: int, h: int, w: int) -> tuple:
         np.empty(n, np.int64),  # the mask's pixels
         np.zeros((c, h + 2, w + 2), np.float32),  # rotation, zero border
     )
-
-
-def _check_lattice_cpu(params: dict[str, Tensor]) -> None:
-    grid = params["perlin_angles"].shape[-1]
-    res = torch.cat([params["perlin_scale_y"].flatten(), params["perlin_scale_x"].flatten()])
-    if int(res.max()) > grid or int(res.min()) < 1:
-        raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res.tolist()}.")
 
 
 def _augment_arrays(params: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from anomalysynth.synth.kernels import kernels_enabled, perlin_noise_cpu
+from anomalysynth.synth.kernels import check_lattice, kernels_enabled, perlin_noise_cpu
 
 __all__ = ["MAX_LATTICE", "perlin_mask", "perlin_noise", "perlin_noise_mask", "rotation_grid"]
 
@@ -58,7 +58,7 @@ def perlin_noise(
     device = angles.device
     res_y = res_y.to(device=device, dtype=torch.long)
     res_x = res_x.to(device=device, dtype=torch.long)
-    _check_lattice(res_y, res_x, grid)
+    check_lattice(res_y, res_x, grid)
     if kernels_enabled(angles):
         return perlin_noise_cpu((h, w), res_y, res_x, angles, rotation_deg)
     a, p = _fade_matrices(h, res_y, grid)
@@ -94,15 +94,10 @@ def perlin_noise_mask(
     On CPU the compiled kernel thresholds each sample while its noise is in cache.
     """
     if kernels_enabled(angles):
-        _check_lattice(res_y, res_x, angles.shape[-1])
+        check_lattice(res_y, res_x, angles.shape[-1])
         mask = perlin_noise_cpu(size, res_y, res_x, angles, rotation_deg, threshold=threshold)
         return mask.unsqueeze(1)
     return perlin_mask(perlin_noise(size, res_y, res_x, angles, rotation_deg), threshold)
-
-
-def _check_lattice(res_y: Tensor, res_x: Tensor, grid: int) -> None:
-    if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
-        raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
 
 
 def _tile_pad(x: Tensor, pad_y: int, pad_x: int) -> Tensor:
