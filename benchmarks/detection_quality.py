@@ -81,10 +81,18 @@ def run(name: str, model: Any, datamodule: Any, epochs: int, callbacks: list | N
     image_auroc_max = float("nan")
     pool = getattr(getattr(model, "model", None), "score_pool", None)
     if pool is not None and pool != 1:
-        # the same trained RealNet scored by the map's plain max instead of the 16x16 box mean's max
+        # the same trained RealNet scored by the map's plain max instead of the 16x16 box mean's max;
+        # without the post-processor's min-max normalisation, whose range was measured on the
+        # box-mean scores and would clamp most plain-max scores to 1 (ties that wreck the AUROC)
+        post = getattr(model, "post_processor", None)
+        normalise = getattr(post, "enable_normalization", None)
         model.model.score_pool = 1
+        if normalise is not None:
+            post.enable_normalization = False
         (plain,) = engine.test(model=model, datamodule=datamodule, verbose=False)
         model.model.score_pool = pool
+        if normalise is not None:
+            post.enable_normalization = normalise
         image_auroc_max = plain.get("image_AUROC", float("nan"))
     model_rate = model_images_per_second(model, datamodule)
     row = {

@@ -331,3 +331,25 @@ def test_levels_choose_the_backbone_strides():
     assert out.logits.shape == (2, 2, 67, 93)
     with pytest.raises(ValueError, match="must name one level each"):
         RealNet(levels=(3, 4))
+
+
+def test_discriminator_features_hand_the_features_to_the_discriminator():
+    torch.manual_seed(0)
+    plain = RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10)).eval()
+    model = RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_features=True).eval()
+    kept = plain.discriminator[0].in_channels
+    assert model.discriminator[0].in_channels == kept + 4 + 6 + 8 + 10
+    images = torch.rand(2, 3, 67, 93)
+    with torch.no_grad():
+        out = model(images)
+        assert out.anomaly_map.shape == (2, 1, 67, 93)
+        features = model.select(model.extract(images))
+        residuals = [(f - g(f)).pow(2) for f, g in zip(features, model.reconstruction, strict=True)]
+        selected = residual_selection(residuals, model.rrs_ratio, norm=model.rrs_norm)
+        upsampled = [torch.nn.functional.interpolate(f, size=selected.shape[-2:], mode="bilinear") for f in features]
+        logits = model.discriminator(torch.cat([selected, *upsampled], dim=1))
+        expected = torch.nn.functional.interpolate(logits, size=(67, 93), mode="bilinear").softmax(1)[:, 1:2]
+        assert torch.allclose(out.anomaly_map, expected, atol=1e-6)
+        # the features do reach the discriminator: without their weights the map changes
+        model.discriminator[0].weight[:, kept:] = 0
+        assert not torch.allclose(model(images).anomaly_map, out.anomaly_map, atol=1e-4)

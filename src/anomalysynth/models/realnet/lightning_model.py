@@ -58,6 +58,9 @@ class RealNet(AnomalibModule):
         levels: backbone strides whose features are reconstructed (RealNet: 4, 8, 16,
             32); adding 2 gives a finer anomaly map at about four times the
             discriminator's cost. Default dims of a stride-2 level keep all its channels.
+        discriminator_features: hand the discriminator the selected features as well as
+            the RRS residuals (RealNet: residuals only), so it can also judge what the
+            features look like, not only how well they were reconstructed.
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -76,6 +79,7 @@ class RealNet(AnomalibModule):
         feature_stats_batches: int = 8,
         score_pool: int = 16,
         levels: Sequence[int] = _LEVEL_REDUCTIONS,
+        discriminator_features: bool = False,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -99,7 +103,9 @@ class RealNet(AnomalibModule):
             dims = [
                 max(8, min(c, round(c * _DIMS_FRACTION.get(r, 1.0)))) for r, c in zip(levels, channels, strict=True)
             ]
-        self.model: RealNetModel = RealNetModel(extractor, channels, dims, rrs_ratio, score_pool=score_pool)
+        self.model: RealNetModel = RealNetModel(
+            extractor, channels, dims, rrs_ratio, score_pool=score_pool, discriminator_features=discriminator_features
+        )
         self.lr = float(lr)
         if feature_stats_batches < 1:
             raise ValueError(f"`feature_stats_batches` must be >= 1; got {feature_stats_batches}.")

@@ -49,6 +49,9 @@ class RealNetModel(nn.Module):
             less backbone time); the state dict keeps the unfolded extractor.
         score_pool: side of the box averaged before the image score takes the map's
             max (RealNet: 16). Defects much smaller than the box are diluted by it.
+        discriminator_features: also hand the discriminator the selected (standardised)
+            features themselves, upsampled to the finest level, beside the RRS residuals
+            (RealNet: residuals only).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class RealNetModel(nn.Module):
         rrs_ratio: float = 1 / 3,
         fold_batchnorms: bool = True,
         score_pool: int = 16,
+        discriminator_features: bool = False,
     ) -> None:
         super().__init__()
         dims = list(dims) if dims is not None else default_dims(channels)
@@ -89,7 +93,8 @@ class RealNetModel(nn.Module):
         total = sum(dims)
         kept = 2 * max(1, int(total * rrs_ratio) // 2)
         self.rrs_norm = nn.BatchNorm2d(total, affine=False)
-        self.discriminator = _discriminator(kept)
+        self.discriminator_features = bool(discriminator_features)
+        self.discriminator = _discriminator(kept + (total if self.discriminator_features else 0))
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -168,6 +173,13 @@ class RealNetModel(nn.Module):
         reconstructions = [g(f) for g, f in zip(self.reconstruction, features, strict=True)]
         residuals = [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
         selected = residual_selection(residuals, self.rrs_ratio, norm=self.rrs_norm)
+        if self.discriminator_features:
+            size = selected.shape[-2:]
+            upsampled = [
+                f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+                for f in features
+            ]
+            selected = torch.cat([selected, *upsampled], dim=1)
         logits = F.interpolate(
             self.discriminator(selected), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
