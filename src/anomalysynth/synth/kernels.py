@@ -174,6 +174,16 @@ def _fade(t: np.float32) -> np.float32:
     return f
 
 
+@_jit_inline
+def _lattice(pixel: int, step: np.float32, res: int) -> tuple[int, int, np.float32, np.float32, np.float32, np.float32]:
+    """Lattice coordinate of a pixel centre along one axis: the two (wrapped) cells, the
+    fade weight t and 1 - t, and the offsets from both cells."""
+    v = (np.float32(pixel) + np.float32(0.5)) * step
+    j = math.floor(v)
+    t = _fade(v - np.float32(j))
+    return j % res, (j + 1) % res, t, np.float32(1) - t, v - np.float32(j), v - np.float32(j + 1)
+
+
 @_jit
 def _perlin_one(noise: np.ndarray, h: int, w: int, ry: int, rx: int, angles: np.ndarray) -> None:
     """Unrotated noise of one sample into ``noise[:h, :w]``."""
@@ -184,14 +194,7 @@ def _perlin_one(noise: np.ndarray, h: int, w: int, ry: int, rx: int, angles: np.
     f_tab = np.empty((ry, w), np.float32)
     step_x = np.float32(rx) / np.float32(w)
     for x in range(w):
-        v = (np.float32(x) + np.float32(0.5)) * step_x
-        j = math.floor(v)
-        t = _fade(v - np.float32(j))
-        w0 = np.float32(1) - t
-        dx0 = v - np.float32(j)
-        dx1 = v - np.float32(j + 1)
-        j0 = j % rx
-        j1 = (j + 1) % rx
+        j0, j1, t, w0, dx0, dx1 = _lattice(x, step_x, rx)
         for i in range(ry):
             a0 = angles[i, j0]
             a1 = angles[i, j1]
@@ -199,14 +202,7 @@ def _perlin_one(noise: np.ndarray, h: int, w: int, ry: int, rx: int, angles: np.
             e_tab[i, x] = w0 * np.float32(math.cos(a0)) * dx0 + t * np.float32(math.cos(a1)) * dx1
     step_y = np.float32(ry) / np.float32(h)
     for y in range(h):
-        u = (np.float32(y) + np.float32(0.5)) * step_y
-        i = math.floor(u)
-        t = _fade(u - np.float32(i))
-        w0 = np.float32(1) - t
-        dy0 = u - np.float32(i)
-        dy1 = u - np.float32(i + 1)
-        i0 = i % ry
-        i1 = (i + 1) % ry
+        i0, i1, t, w0, dy0, dy1 = _lattice(y, step_y, ry)
         for x in range(w):
             top = f_tab[i0, x] * dy0 + e_tab[i0, x]
             bottom = f_tab[i1, x] * dy1 + e_tab[i1, x]

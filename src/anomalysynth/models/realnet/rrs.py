@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["residual_selection"]
+__all__ = ["residual_selection", "upsample_to"]
 
 
 def residual_selection(
@@ -33,13 +33,7 @@ def residual_selection(
         (B, 2 * (r // 2), h_0, w_0).
     """
     size = residuals[0].shape[-2:]
-    stacked = torch.cat(
-        [
-            r if r.shape[-2:] == size else F.interpolate(r, size=size, mode="bilinear", align_corners=False)
-            for r in residuals
-        ],
-        dim=1,
-    )
+    stacked = torch.cat(upsample_to(residuals, size), dim=1)
     total = stacked.shape[1]
     half = max(1, int(total * ratio) // 2)
     ranked = norm(stacked) if norm is not None else F.batch_norm(stacked, None, None, training=True)
@@ -49,3 +43,10 @@ def residual_selection(
     top_mean = by_mean.topk(half, dim=1).indices
     index = torch.cat([top_max, top_mean], dim=1)
     return torch.gather(stacked, 1, index[..., None, None].expand(-1, -1, *size))
+
+
+def upsample_to(maps: list[Tensor], size: torch.Size | tuple[int, int]) -> list[Tensor]:
+    """Each (B, C, h, w) map resized (bilinear) to ``size``; maps already that size as they are."""
+    return [
+        m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps
+    ]

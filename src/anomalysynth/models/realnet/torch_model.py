@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anomalysynth.backbones import fold_batchnorms
-from anomalysynth.models.realnet.rrs import residual_selection
+from anomalysynth.models.realnet.rrs import residual_selection, upsample_to
 
 __all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims"]
 
@@ -174,12 +174,7 @@ class RealNetModel(nn.Module):
         residuals = [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
         selected = residual_selection(residuals, self.rrs_ratio, norm=self.rrs_norm)
         if self.discriminator_features:
-            size = selected.shape[-2:]
-            upsampled = [
-                f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-                for f in features
-            ]
-            selected = torch.cat([selected, *upsampled], dim=1)
+            selected = torch.cat([selected, *upsample_to(features, selected.shape[-2:])], dim=1)
         logits = F.interpolate(
             self.discriminator(selected), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
