@@ -52,6 +52,12 @@ class PerlinTextureBlend(Synthesizer):
             (a grey data set loaded as RGB, e.g. DeepPCB or MVTec's grid and screw), so
             the anomalies do not differ from the normal images by colour alone. A grey
             texture is augmented as one channel and written to every channel.
+        min_change: drop mask pixels whose value changed by less than this (largest
+            absolute change over the channels, images in [0, 1]) and keep the input
+            there; a sample left with an empty mask gets label 0. ``0`` (the default,
+            DRAEM) keeps the whole Perlin mask. With textures that often match the
+            image (e.g. other images of the same objects as ``texture_dir``), most of
+            the mask is otherwise labelled anomalous where nothing changed.
 
     Example:
         >>> synth = PerlinTextureBlend()
@@ -75,11 +81,15 @@ class PerlinTextureBlend(Synthesizer):
         foreground: str | None = None,
         foreground_invert: bool = False,
         texture_colour: str = "rgb",
+        min_change: float = 0.0,
     ) -> None:
         super().__init__(anomaly_ratio, foreground, foreground_invert)
         if texture_colour not in _TEXTURE_COLOURS:
             raise ValueError(f"`texture_colour` must be one of {_TEXTURE_COLOURS}; got {texture_colour!r}.")
         self.texture_colour = texture_colour
+        if not 0.0 <= float(min_change) <= 1.0:
+            raise ValueError(f"`min_change` must lie in [0, 1]; got {min_change}.")
+        self.min_change = float(min_change)
         _check_range("opacity", opacity, 0.0, 1.0)
         _check_range("perlin_scale", perlin_scale, 0, int(math.log2(MAX_LATTICE)))
         self.texture_dir = None if texture_dir is None else str(texture_dir)
@@ -146,7 +156,17 @@ class PerlinTextureBlend(Synthesizer):
             return image, mask, self._synthesize_into(images, params, image, mask)
         mask = render_perlin_mask(params, images.shape[-2:], self.threshold).to(images.dtype)
         texture = self._texture(images, params)
-        return blend(images, texture, mask, params["opacity"]), mask, params["opacity"]
+        image = blend(images, texture, mask, params["opacity"])
+        self._drop_unchanged(images, image, mask)
+        return image, mask, params["opacity"]
+
+    def _drop_unchanged(self, images: Tensor, image: Tensor, mask: Tensor) -> None:
+        """With ``min_change``: clear the mask and restore the input where the change is smaller, in place."""
+        if self.min_change <= 0.0:
+            return
+        unchanged = (image - images).abs().amax(dim=1, keepdim=True) < self.min_change
+        mask.masked_fill_(unchanged, 0.0)
+        torch.where(unchanged, images, image, out=image)
 
     def _chunk_size(self, images: Tensor) -> int:
         # the kernel schedules single samples over the threads: the whole batch at once
@@ -164,6 +184,7 @@ class PerlinTextureBlend(Synthesizer):
         if self.textures is not None or type(self)._texture is not PerlinTextureBlend._texture:
             textures, augment = self._texture(images, params).to(images.dtype), False
         perlin_texture_cpu(images, params, self.threshold, textures, augment, image_out, mask_out)
+        self._drop_unchanged(images, image_out, mask_out)
         return params["opacity"]
 
 
