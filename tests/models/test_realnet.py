@@ -10,6 +10,7 @@ from torch import nn
 
 from anomalysynth.models.realnet import RealNetModel, afs_channel_errors, residual_selection, select_channels
 from anomalysynth.models.realnet.afs import AFSAccumulator
+from anomalysynth.models.realnet.torch_model import gaussian_smooth
 
 CHANNELS = (8, 12, 16, 20)
 
@@ -353,3 +354,33 @@ def test_discriminator_features_hand_the_features_to_the_discriminator():
         # the features do reach the discriminator: without their weights the map changes
         model.discriminator[0].weight[:, kept:] = 0
         assert not torch.allclose(model(images).anomaly_map, out.anomaly_map, atol=1e-4)
+
+
+def test_map_sigma_smooths_the_map_but_not_the_image_score():
+    plain = tiny_model().eval()
+    smooth = tiny_model().eval()
+    smooth.map_sigma = 2.0
+    images = torch.rand(2, 3, 45, 61)
+    with torch.no_grad():
+        a, b = plain(images), smooth(images)
+    assert b.anomaly_map.shape == a.anomaly_map.shape == (2, 1, 45, 61)
+    assert torch.equal(b.pred_score, a.pred_score)  # taken from the unsmoothed map
+    assert torch.allclose(b.anomaly_map, gaussian_smooth(a.anomaly_map, 2.0))
+    assert not torch.allclose(b.anomaly_map, a.anomaly_map, atol=1e-4)
+    with pytest.raises(ValueError, match="map_sigma"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), map_sigma=-1.0)
+
+
+def test_gaussian_smooth_matches_torchvision_inside_and_keeps_constants():
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    maps = torch.rand(3, 1, 40, 50)
+    out = gaussian_smooth(maps, 1.5)
+    reference = gaussian_blur(maps, kernel_size=[13, 13], sigma=[1.5, 1.5])  # 2 * round(4 * 1.5) + 1
+    assert torch.allclose(out[..., 6:-6, 6:-6], reference[..., 6:-6, 6:-6], atol=1e-6)  # borders are padded differently
+    assert torch.allclose(gaussian_smooth(torch.full((1, 1, 5, 7), 0.3), 4.0), torch.full((1, 1, 5, 7), 0.3))
+    # a single bright pixel spreads out and keeps its mass away from the borders
+    spike = torch.zeros(1, 1, 41, 41)
+    spike[..., 20, 20] = 1.0
+    spread = gaussian_smooth(spike, 3.0)
+    assert spread.max() < 0.05 and abs(float(spread.sum()) - 1.0) < 1e-5

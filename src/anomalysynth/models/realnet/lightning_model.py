@@ -61,6 +61,10 @@ class RealNet(AnomalibModule):
         discriminator_features: hand the discriminator the selected features as well as
             the RRS residuals (RealNet: residuals only), so it can also judge what the
             features look like, not only how well they were reconstructed.
+        map_sigma: smooth the anomaly map with a Gaussian of this standard deviation in
+            pixels (RealNet: 0, none; anomalib's PatchCore and PaDiM use 4). RealNet's
+            map comes from the stride-4 level; smoothing spreads it over defects a few
+            pixels wide. The image score is taken from the unsmoothed map.
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -80,6 +84,7 @@ class RealNet(AnomalibModule):
         score_pool: int = 16,
         levels: Sequence[int] = _LEVEL_REDUCTIONS,
         discriminator_features: bool = False,
+        map_sigma: float = 0.0,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -104,7 +109,13 @@ class RealNet(AnomalibModule):
                 max(8, min(c, round(c * _DIMS_FRACTION.get(r, 1.0)))) for r, c in zip(levels, channels, strict=True)
             ]
         self.model: RealNetModel = RealNetModel(
-            extractor, channels, dims, rrs_ratio, score_pool=score_pool, discriminator_features=discriminator_features
+            extractor,
+            channels,
+            dims,
+            rrs_ratio,
+            score_pool=score_pool,
+            discriminator_features=discriminator_features,
+            map_sigma=map_sigma,
         )
         self.lr = float(lr)
         if feature_stats_batches < 1:

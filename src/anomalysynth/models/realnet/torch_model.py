@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from anomalysynth.backbones import fold_batchnorms
 from anomalysynth.models.realnet.rrs import residual_selection, upsample_to
 
-__all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims"]
+__all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims", "gaussian_smooth"]
 
 # RealNet's dims for WideResNet50 (channels 256, 512, 1024, 2048)
 _REFERENCE_CHANNELS = (256, 512, 1024, 2048)
@@ -30,8 +30,8 @@ def default_dims(channels: Sequence[int]) -> list[int]:
 
 class RealNetOutput(NamedTuple):
     logits: Tensor  # (B, 2, H, W) discriminator logits at image size
-    anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1
-    pred_score: Tensor  # (B,) max of the score_pool-box-averaged map
+    anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1 (Gaussian-smoothed with map_sigma > 0)
+    pred_score: Tensor  # (B,) max of the score_pool-box-averaged, unsmoothed map
     reconstructions: list[Tensor]
     features: list[Tensor]
 
@@ -52,6 +52,9 @@ class RealNetModel(nn.Module):
         discriminator_features: also hand the discriminator the selected (standardised)
             features themselves, upsampled to the finest level, beside the RRS residuals
             (RealNet: residuals only).
+        map_sigma: standard deviation in pixels of a Gaussian that smooths the returned
+            anomaly map (RealNet: 0, none; anomalib's PatchCore and PaDiM smooth with 4).
+            The image score is taken from the unsmoothed map.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class RealNetModel(nn.Module):
         fold_batchnorms: bool = True,
         score_pool: int = 16,
         discriminator_features: bool = False,
+        map_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         dims = list(dims) if dims is not None else default_dims(channels)
@@ -74,6 +78,9 @@ class RealNetModel(nn.Module):
         if score_pool < 1:
             raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
         self.score_pool = int(score_pool)
+        if not map_sigma >= 0:
+            raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
+        self.map_sigma = float(map_sigma)
         if not 0 < rrs_ratio <= 1:
             raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
         self.extractor = extractor.eval().requires_grad_(False)
@@ -182,7 +189,20 @@ class RealNetModel(nn.Module):
         pool = max(1, min(self.score_pool, *images.shape[-2:]))
         # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
+        if self.map_sigma > 0:
+            anomaly_map = gaussian_smooth(anomaly_map, self.map_sigma)
         return RealNetOutput(logits, anomaly_map, pooled.flatten(1).amax(dim=1), reconstructions, features)
+
+
+def gaussian_smooth(maps: Tensor, sigma: float) -> Tensor:
+    """(B, 1, H, W) maps smoothed by a Gaussian of ``sigma`` pixels (kernel 2 * round(4 sigma) + 1,
+    anomalib's size), as two 1-D passes with replicated borders (any map size)."""
+    radius = int(4.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
+    kernel = torch.exp(-(x * x) / (2.0 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    out = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
 
 def _tracing() -> bool:
