@@ -54,3 +54,25 @@ def test_min_change_restores_small_changes_and_labels_empty_masks_normal(white_t
 def test_min_change_outside_zero_one_is_rejected():
     with pytest.raises(ValueError, match="min_change"):
         PerlinTextureBlend(min_change=1.5)
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_negative_source_flips_the_image_inside_the_mask(monkeypatch, kernels, channels):
+    monkeypatch.setenv("ANOMALYSYNTH_KERNELS", kernels)
+    images = (torch.rand(6, channels, 40, 56) > 0.5).float()  # a near-binary image, as a circuit board
+    synth = PerlinTextureBlend(texture_source="negative", opacity=(1.0, 1.0), augment=False, min_change=0.5)
+    out = synth(images, generator=torch.Generator().manual_seed(1))
+    inside = (out.mask > 0).expand_as(images)
+    assert bool(inside.any()) and out.label.tolist() == [1] * 6
+    assert torch.equal(out.image[inside], 1.0 - images[inside])
+    assert torch.equal(out.image[~inside], images[~inside])
+    replay = synth(images, params=out.params)
+    assert torch.equal(replay.image, out.image)
+
+
+def test_texture_source_is_checked(white_texture):
+    with pytest.raises(ValueError, match="texture_source"):
+        PerlinTextureBlend(texture_source="inverted")
+    with pytest.raises(ValueError, match="texture_dir"):
+        PerlinTextureBlend(texture_source="negative", texture_dir=white_texture)

@@ -25,6 +25,7 @@ __all__ = ["PerlinTextureBlend", "sample_perlin_params", "render_perlin_mask"]
 
 logger = logging.getLogger(__name__)
 _TEXTURE_COLOURS = ("auto", "rgb", "grey")
+_TEXTURE_SOURCES = ("auto", "negative")
 _warned_generated = False
 
 
@@ -52,6 +53,11 @@ class PerlinTextureBlend(Synthesizer):
             (a grey data set loaded as RGB, e.g. DeepPCB or MVTec's grid and screw), so
             the anomalies do not differ from the normal images by colour alone. A grey
             texture is augmented as one channel and written to every channel.
+        texture_source: ``"auto"`` (the default): the images of ``texture_dir``, or
+            generated textures without one; ``"negative"``: the image's own negative
+            ``1 - I``, so on near-binary images (circuit boards, print, masks) the
+            anomaly flips foreground and background inside the mask (copper added or
+            removed). ``"negative"`` takes no ``texture_dir``.
         min_change: drop mask pixels whose value changed by less than this (largest
             absolute change over the channels, images in [0, 1]) and keep the input
             there; a sample left with an empty mask gets label 0. ``0`` (the default,
@@ -82,6 +88,7 @@ class PerlinTextureBlend(Synthesizer):
         foreground_invert: bool = False,
         texture_colour: str = "rgb",
         min_change: float = 0.0,
+        texture_source: str = "auto",
     ) -> None:
         super().__init__(anomaly_ratio, foreground, foreground_invert)
         if texture_colour not in _TEXTURE_COLOURS:
@@ -90,6 +97,11 @@ class PerlinTextureBlend(Synthesizer):
         if not 0.0 <= float(min_change) <= 1.0:
             raise ValueError(f"`min_change` must lie in [0, 1]; got {min_change}.")
         self.min_change = float(min_change)
+        if texture_source not in _TEXTURE_SOURCES:
+            raise ValueError(f"`texture_source` must be one of {_TEXTURE_SOURCES}; got {texture_source!r}.")
+        if texture_source == "negative" and texture_dir is not None:
+            raise ValueError("`texture_source='negative'` fills the mask with the image's negative: pass no `texture_dir`.")
+        self.texture_source = texture_source
         _check_range("opacity", opacity, 0.0, 1.0)
         _check_range("perlin_scale", perlin_scale, 0, int(math.log2(MAX_LATTICE)))
         self.texture_dir = None if texture_dir is None else str(texture_dir)
@@ -99,7 +111,7 @@ class PerlinTextureBlend(Synthesizer):
         self.threshold = float(threshold)
         self.rotation_deg = (float(rotation_deg[0]), float(rotation_deg[1]))
         self.augment = TextureAugment() if augment else None
-        if self.textures is None and self._generated_fallback:
+        if self.textures is None and self._generated_fallback and texture_source == "auto":
             _log_generated_once()
 
     def _sample(self, images: Tensor, generators: list[torch.Generator]) -> dict[str, Tensor]:
@@ -119,7 +131,9 @@ class PerlinTextureBlend(Synthesizer):
 
     def _sample_texture(self, generators: list[torch.Generator]) -> dict[str, Tensor]:
         params: dict[str, Tensor] = {}
-        if self.textures is not None:
+        if self.texture_source == "negative":
+            pass  # the texture is the image itself: nothing to draw
+        elif self.textures is not None:
             n = len(self.textures)
             params["texture_index"] = draw(generators, lambda g: torch.randint(0, n, (), generator=g))
         else:
@@ -129,6 +143,9 @@ class PerlinTextureBlend(Synthesizer):
         return params
 
     def _texture(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        if self.texture_source == "negative":
+            negative = 1.0 - images
+            return self.augment(negative, params) if self.augment is not None else negative
         size = (images.shape[-2], images.shape[-1])
         if self.textures is not None:
             textures = self.textures.load(params["texture_index"].cpu(), size).to(images.device, images.dtype)
@@ -181,7 +198,11 @@ class PerlinTextureBlend(Synthesizer):
         # textures are made and augmented inside it, other sources come from _texture
         textures = None
         augment = self.augment is not None
-        if self.textures is not None or type(self)._texture is not PerlinTextureBlend._texture:
+        if (
+            self.textures is not None
+            or self.texture_source != "auto"
+            or type(self)._texture is not PerlinTextureBlend._texture
+        ):
             textures, augment = self._texture(images, params).to(images.dtype), False
         perlin_texture_cpu(images, params, self.threshold, textures, augment, image_out, mask_out)
         self._drop_unchanged(images, image_out, mask_out)
