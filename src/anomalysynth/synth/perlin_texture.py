@@ -100,7 +100,7 @@ class PerlinTextureBlend(Synthesizer):
         if texture_source not in _TEXTURE_SOURCES:
             raise ValueError(f"`texture_source` must be one of {_TEXTURE_SOURCES}; got {texture_source!r}.")
         if texture_source == "negative" and texture_dir is not None:
-            raise ValueError("`texture_source='negative'` fills the mask with the image's negative: pass no `texture_dir`.")
+            raise ValueError("`texture_source='negative'` uses the image's own negative: pass no `texture_dir`.")
         self.texture_source = texture_source
         _check_range("opacity", opacity, 0.0, 1.0)
         _check_range("perlin_scale", perlin_scale, 0, int(math.log2(MAX_LATTICE)))
