@@ -384,3 +384,40 @@ def test_gaussian_smooth_matches_torchvision_inside_and_keeps_constants():
     spike[..., 20, 20] = 1.0
     spread = gaussian_smooth(spike, 3.0)
     assert spread.max() < 0.05 and abs(float(spread.sum()) - 1.0) < 1e-5
+
+
+def test_discriminator_feature_dims_project_the_features_first():
+    torch.manual_seed(0)
+    plain = RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10)).eval()
+    model = RealNetModel(
+        TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_features=True, discriminator_feature_dims=5
+    ).eval()
+    kept = plain.discriminator[0].in_channels
+    assert model.feature_projection is not None and model.feature_projection.in_channels == 4 + 6 + 8 + 10
+    assert model.discriminator[0].in_channels == kept + 5
+    images = torch.rand(2, 3, 67, 93)
+    with torch.no_grad():
+        out = model(images)
+        features = model.select(model.extract(images))
+        residuals = [(f - g(f)).pow(2) for f, g in zip(features, model.reconstruction, strict=True)]
+        selected = residual_selection(residuals, model.rrs_ratio, norm=model.rrs_norm)
+        upsampled = [torch.nn.functional.interpolate(f, size=selected.shape[-2:], mode="bilinear") for f in features]
+        projected = model.feature_projection(torch.cat(upsampled, dim=1))
+        logits = model.discriminator(torch.cat([selected, projected], dim=1))
+        expected = torch.nn.functional.interpolate(logits, size=(67, 93), mode="bilinear").softmax(1)[:, 1:2]
+        assert torch.allclose(out.anomaly_map, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="discriminator_features=True"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_feature_dims=5)
+    with pytest.raises(ValueError, match=r"\[1, 28\]"):
+        RealNetModel(
+            TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_features=True, discriminator_feature_dims=29
+        )
+
+
+def test_the_optimizer_trains_the_feature_projection():
+    from anomalysynth.models import RealNet
+
+    module = RealNet(evaluator=False, discriminator_features=True, discriminator_feature_dims=8)
+    trained = {id(p) for group in module.configure_optimizers().param_groups for p in group["params"]}
+    assert all(id(p) in trained for p in module.model.feature_projection.parameters())
+    assert all(id(p) in trained for p in module.model.discriminator.parameters())

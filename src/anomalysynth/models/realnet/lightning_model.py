@@ -61,6 +61,10 @@ class RealNet(AnomalibModule):
         discriminator_features: hand the discriminator the selected features as well as
             the RRS residuals (RealNet: residuals only), so it can also judge what the
             features look like, not only how well they were reconstructed.
+        discriminator_feature_dims: with ``discriminator_features``, project the
+            features to this many channels (a learned 1x1 convolution) before the
+            discriminator; ``None`` hands over all of them. The discriminator's first
+            convolution then costs a fraction of what it costs on every channel.
         map_sigma: smooth the anomaly map with a Gaussian of this standard deviation in
             pixels (RealNet: 0, none; anomalib's PatchCore and PaDiM use 4). RealNet's
             map comes from the stride-4 level; smoothing spreads it over defects a few
@@ -84,6 +88,7 @@ class RealNet(AnomalibModule):
         score_pool: int = 16,
         levels: Sequence[int] = _LEVEL_REDUCTIONS,
         discriminator_features: bool = False,
+        discriminator_feature_dims: int | None = None,
         map_sigma: float = 0.0,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
@@ -115,6 +120,7 @@ class RealNet(AnomalibModule):
             rrs_ratio,
             score_pool=score_pool,
             discriminator_features=discriminator_features,
+            discriminator_feature_dims=discriminator_feature_dims,
             map_sigma=map_sigma,
         )
         self.lr = float(lr)
@@ -255,6 +261,8 @@ class RealNet(AnomalibModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [*self.model.reconstruction.parameters(), *self.model.discriminator.parameters()]
+        if self.model.feature_projection is not None:
+            params += list(self.model.feature_projection.parameters())
         return torch.optim.Adam(params, lr=self.lr)
 
     @property

@@ -52,6 +52,10 @@ class RealNetModel(nn.Module):
         discriminator_features: also hand the discriminator the selected (standardised)
             features themselves, upsampled to the finest level, beside the RRS residuals
             (RealNet: residuals only).
+        discriminator_feature_dims: with ``discriminator_features``, first project the
+            features to this many channels with a learned 1x1 convolution (``None``: hand
+            over all of them). The discriminator's first convolution dominates the
+            model's cost when it sees every feature channel; this keeps it small.
         map_sigma: standard deviation in pixels of a Gaussian that smooths the returned
             anomaly map (RealNet: 0, none; anomalib's PatchCore and PaDiM smooth with 4).
             The image score is taken from the unsmoothed map.
@@ -66,6 +70,7 @@ class RealNetModel(nn.Module):
         fold_batchnorms: bool = True,
         score_pool: int = 16,
         discriminator_features: bool = False,
+        discriminator_feature_dims: int | None = None,
         map_sigma: float = 0.0,
     ) -> None:
         super().__init__()
@@ -101,7 +106,22 @@ class RealNetModel(nn.Module):
         kept = 2 * max(1, int(total * rrs_ratio) // 2)
         self.rrs_norm = nn.BatchNorm2d(total, affine=False)
         self.discriminator_features = bool(discriminator_features)
-        self.discriminator = _discriminator(kept + (total if self.discriminator_features else 0))
+        extra = total if self.discriminator_features else 0
+        self.feature_projection: nn.Conv2d | None = None
+        if discriminator_feature_dims is not None:
+            if not self.discriminator_features:
+                raise ValueError(
+                    "`discriminator_feature_dims` projects the discriminator's features: it needs "
+                    "`discriminator_features=True`."
+                )
+            if not 0 < discriminator_feature_dims <= total:
+                raise ValueError(
+                    f"`discriminator_feature_dims` must lie in [1, {total}] (the selected channels); "
+                    f"got {discriminator_feature_dims}."
+                )
+            extra = int(discriminator_feature_dims)
+            self.feature_projection = nn.Conv2d(total, extra, 1)
+        self.discriminator = _discriminator(kept + extra)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -181,7 +201,10 @@ class RealNetModel(nn.Module):
         residuals = [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
         selected = residual_selection(residuals, self.rrs_ratio, norm=self.rrs_norm)
         if self.discriminator_features:
-            selected = torch.cat([selected, *upsample_to(features, selected.shape[-2:])], dim=1)
+            upsampled = torch.cat(upsample_to(features, selected.shape[-2:]), dim=1)
+            if self.feature_projection is not None:
+                upsampled = self.feature_projection(upsampled)
+            selected = torch.cat([selected, upsampled], dim=1)
         logits = F.interpolate(
             self.discriminator(selected), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
