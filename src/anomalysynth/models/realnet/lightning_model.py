@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ class RealNet(AnomalibModule):
             pixels (RealNet: 0, none; anomalib's PatchCore and PaDiM use 4). RealNet's
             map comes from the stride-4 level; smoothing spreads it over defects a few
             pixels wide. The image score is taken from the unsmoothed map.
+        residual_weight: add this multiple of the reconstruction residual (each level's
+            channel mean of (F - G(F))^2 over its mean on normal training samples,
+            averaged over the levels) to the anomaly map (RealNet: 0). The discriminator
+            scores defects unlike any synthetic anomaly at 0, tied with the normal
+            floor; the residual still ranks them above it.
+        score_topk: the image score is the mean of the map's ``score_topk`` largest
+            values (0: the ``score_pool`` box mean's max, RealNet's score).
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -90,6 +98,8 @@ class RealNet(AnomalibModule):
         discriminator_features: bool = False,
         discriminator_feature_dims: int | None = None,
         map_sigma: float = 0.0,
+        residual_weight: float = 0.0,
+        score_topk: int = 0,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -122,6 +132,8 @@ class RealNet(AnomalibModule):
             discriminator_features=discriminator_features,
             discriminator_feature_dims=discriminator_feature_dims,
             map_sigma=map_sigma,
+            residual_weight=residual_weight,
+            score_topk=score_topk,
         )
         self.lr = float(lr)
         if feature_stats_batches < 1:
@@ -143,7 +155,8 @@ class RealNet(AnomalibModule):
             raise ValueError(f"`init_weights`: {str(path)!r} holds no state dict.")
         wanted = {k: v for k, v in state.items() if k.startswith("model.") or k == "afs_done"}
         own = {k for k in self.state_dict() if k.startswith("model.") or k == "afs_done"}
-        missing = sorted(own - wanted.keys())
+        # older checkpoints lack the residual scale: it loads as unmeasured (see `_warn_unmeasured_residual`)
+        missing = sorted(own - wanted.keys() - {"model.residual_scale", "model.residual_scale_done"})
         mismatched = sorted(k for k in own & wanted.keys() if self.state_dict()[k].shape != wanted[k].shape)
         if missing or mismatched:
             raise ValueError(
@@ -215,6 +228,24 @@ class RealNet(AnomalibModule):
         stds = [v.float() for v in stds]
         self.model.set_feature_statistics(means, stds)
 
+    def on_validation_start(self) -> None:
+        self._warn_unmeasured_residual()
+
+    def on_test_start(self) -> None:
+        self._warn_unmeasured_residual()
+
+    def on_predict_start(self) -> None:
+        self._warn_unmeasured_residual()
+
+    def _warn_unmeasured_residual(self) -> None:
+        if self.model.residual_weight > 0 and not bool(self.model.residual_scale_done):
+            warnings.warn(
+                "RealNet: `residual_weight` > 0 but this model's normal residual level was never measured (it is "
+                "tracked while training; the checkpoint predates it), so the residual enters the map unscaled. "
+                "Train or fine-tune it, or use residual_weight=0.",
+                stacklevel=2,
+            )
+
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         del args, kwargs
         source = getattr(batch, "source_image", None)
@@ -236,6 +267,9 @@ class RealNet(AnomalibModule):
         mask = mask.float().view(mask.shape[0], 1, *mask.shape[-2:])
         mask = F.interpolate(mask, size=out.logits.shape[-2:], mode="nearest")[:, 0].long()
         segmentation = F.cross_entropy(out.logits, mask)
+        # the residual's normal level, the unit of `residual_weight` (tracked whatever its value)
+        residuals = [(f - r).pow(2) for f, r in zip(out.features, out.reconstructions, strict=True)]
+        self.model.track_residual_scale(residuals, mask.flatten(1).amax(dim=1) == 0)
         loss = reconstruction + segmentation
         self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=image.shape[0])
         return {"loss": loss}

@@ -30,8 +30,8 @@ def default_dims(channels: Sequence[int]) -> list[int]:
 
 class RealNetOutput(NamedTuple):
     logits: Tensor  # (B, 2, H, W) discriminator logits at image size
-    anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1 (Gaussian-smoothed with map_sigma > 0)
-    pred_score: Tensor  # (B,) max of the score_pool-box-averaged, unsmoothed map
+    anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1 (+ residual_weight x residual; smoothed with map_sigma > 0)
+    pred_score: Tensor  # (B,) max of the score_pool-box-averaged (or score_topk mean of the) unsmoothed map
     reconstructions: list[Tensor]
     features: list[Tensor]
 
@@ -59,6 +59,17 @@ class RealNetModel(nn.Module):
         map_sigma: standard deviation in pixels of a Gaussian that smooths the returned
             anomaly map (RealNet: 0, none; anomalib's PatchCore and PaDiM smooth with 4).
             The image score is taken from the unsmoothed map.
+        residual_weight: add this multiple of the reconstruction residual to the anomaly
+            map (RealNet: 0, the discriminator's output alone). The residual is each
+            level's channel mean of (F - G(F))^2, divided by its mean on the normal
+            training samples (``residual_scale``, tracked during training) and averaged
+            over the levels; normal regions sit near 1, so 0.01 lifts defects the
+            discriminator scores at 0 above the normal floor without reordering the
+            pixels it does detect.
+        score_topk: the image score is the mean of the ``score_topk`` largest values of
+            the (unsmoothed) map instead of the ``score_pool`` box mean's max (0: off).
+            Unlike a box it needs no contiguous region, so one small defect counts in
+            full and several far apart add up.
     """
 
     def __init__(
@@ -72,6 +83,8 @@ class RealNetModel(nn.Module):
         discriminator_features: bool = False,
         discriminator_feature_dims: int | None = None,
         map_sigma: float = 0.0,
+        residual_weight: float = 0.0,
+        score_topk: int = 0,
     ) -> None:
         super().__init__()
         dims = list(dims) if dims is not None else default_dims(channels)
@@ -86,6 +99,12 @@ class RealNetModel(nn.Module):
         if not map_sigma >= 0:
             raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
         self.map_sigma = float(map_sigma)
+        if not residual_weight >= 0:
+            raise ValueError(f"`residual_weight` must be >= 0 (0: the discriminator's map alone); got {residual_weight}.")
+        self.residual_weight = float(residual_weight)
+        if not (isinstance(score_topk, int) and score_topk >= 0):
+            raise ValueError(f"`score_topk` must be an int >= 0 (0: use score_pool); got {score_topk!r}.")
+        self.score_topk = score_topk
         if not 0 < rrs_ratio <= 1:
             raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
         self.extractor = extractor.eval().requires_grad_(False)
@@ -101,6 +120,9 @@ class RealNetModel(nn.Module):
             self.register_buffer(f"feature_mean_{k}", torch.zeros(c))
             self.register_buffer(f"feature_std_{k}", torch.ones(c))
         self.register_buffer("feature_stats_done", torch.tensor(False))
+        # per-level mean reconstruction residual on normal training samples (residual_weight's unit)
+        self.register_buffer("residual_scale", torch.ones(len(dims)))
+        self.register_buffer("residual_scale_done", torch.tensor(False))
         self.reconstruction = nn.ModuleList([ReconstructionUNet(d) for d in dims])
         total = sum(dims)
         kept = 2 * max(1, int(total * rrs_ratio) // 2)
@@ -170,6 +192,10 @@ class RealNetModel(nn.Module):
             for k in range(len(self.dims)):
                 state_dict.setdefault(f"{prefix}feature_mean_{k}", torch.zeros_like(getattr(self, f"feature_mean_{k}")))
                 state_dict.setdefault(f"{prefix}feature_std_{k}", torch.ones_like(getattr(self, f"feature_std_{k}")))
+        # checkpoints saved before the residual was tracked: unit scale, marked as not measured
+        if prefix + "selection_0" in state_dict and prefix + "residual_scale" not in state_dict:
+            state_dict[prefix + "residual_scale"] = torch.ones_like(self.residual_scale)
+            state_dict[prefix + "residual_scale_done"] = torch.tensor(False)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extract(self, images: Tensor) -> list[Tensor]:
@@ -209,12 +235,44 @@ class RealNetModel(nn.Module):
             self.discriminator(selected), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
         anomaly_map = logits.softmax(dim=1)[:, 1:2]
-        pool = max(1, min(self.score_pool, *images.shape[-2:]))
-        # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
-        pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
+        if self.residual_weight > 0:
+            anomaly_map = anomaly_map + self.residual_weight * self.residual_map(residuals, images.shape[-2:])
+        if self.score_topk > 0:
+            k = min(self.score_topk, anomaly_map[0].numel())
+            score = anomaly_map.flatten(1).topk(k, dim=1).values.mean(dim=1)
+        else:
+            pool = max(1, min(self.score_pool, *images.shape[-2:]))
+            # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
+            pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
+            score = pooled.flatten(1).amax(dim=1)
         if self.map_sigma > 0:
             anomaly_map = gaussian_smooth(anomaly_map, self.map_sigma)
-        return RealNetOutput(logits, anomaly_map, pooled.flatten(1).amax(dim=1), reconstructions, features)
+        return RealNetOutput(logits, anomaly_map, score, reconstructions, features)
+
+    def residual_map(self, residuals: Sequence[Tensor], size: Sequence[int]) -> Tensor:
+        """(B, 1, *size): each level's channel-mean residual over its normal mean, averaged over levels."""
+        scale = self.residual_scale.clamp_min(1e-12)
+        maps = [
+            F.interpolate(r.mean(dim=1, keepdim=True) / scale[k], size=tuple(size), mode="bilinear", align_corners=False)
+            for k, r in enumerate(residuals)
+        ]
+        return torch.stack(maps).mean(dim=0)
+
+    @torch.no_grad()
+    def track_residual_scale(self, residuals: Sequence[Tensor], normal: Tensor, momentum: float = 0.95) -> None:
+        """Update ``residual_scale`` from the residuals of a training batch's ``normal`` samples (bool (B,)).
+
+        An exponential moving average of each level's mean residual (the first batch
+        sets it), so it follows the reconstruction networks as they train.
+        """
+        if not bool(normal.any()):
+            return
+        means = torch.stack([r[normal].detach().float().mean() for r in residuals])
+        if bool(self.residual_scale_done):
+            self.residual_scale.mul_(momentum).add_(means, alpha=1 - momentum)
+        else:
+            self.residual_scale.copy_(means)
+            self.residual_scale_done.fill_(True)  # type: ignore[operator]
 
 
 def gaussian_smooth(maps: Tensor, sigma: float) -> Tensor:
