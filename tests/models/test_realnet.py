@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from anomalysynth.filters import gaussian_blur
 from anomalysynth.models.realnet import RealNetModel, afs_channel_errors, residual_selection, select_channels
 from anomalysynth.models.realnet.afs import AFSAccumulator
-from anomalysynth.models.realnet.torch_model import gaussian_smooth
 
 CHANNELS = (8, 12, 16, 20)
 
@@ -365,25 +365,10 @@ def test_map_sigma_smooths_the_map_but_not_the_image_score():
         a, b = plain(images), smooth(images)
     assert b.anomaly_map.shape == a.anomaly_map.shape == (2, 1, 45, 61)
     assert torch.equal(b.pred_score, a.pred_score)  # taken from the unsmoothed map
-    assert torch.allclose(b.anomaly_map, gaussian_smooth(a.anomaly_map, 2.0))
+    assert torch.allclose(b.anomaly_map, gaussian_blur(a.anomaly_map, 2.0))
     assert not torch.allclose(b.anomaly_map, a.anomaly_map, atol=1e-4)
     with pytest.raises(ValueError, match="map_sigma"):
         RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), map_sigma=-1.0)
-
-
-def test_gaussian_smooth_matches_torchvision_inside_and_keeps_constants():
-    from torchvision.transforms.v2.functional import gaussian_blur
-
-    maps = torch.rand(3, 1, 40, 50)
-    out = gaussian_smooth(maps, 1.5)
-    reference = gaussian_blur(maps, kernel_size=[13, 13], sigma=[1.5, 1.5])  # 2 * round(4 * 1.5) + 1
-    assert torch.allclose(out[..., 6:-6, 6:-6], reference[..., 6:-6, 6:-6], atol=1e-6)  # borders are padded differently
-    assert torch.allclose(gaussian_smooth(torch.full((1, 1, 5, 7), 0.3), 4.0), torch.full((1, 1, 5, 7), 0.3))
-    # a single bright pixel spreads out and keeps its mass away from the borders
-    spike = torch.zeros(1, 1, 41, 41)
-    spike[..., 20, 20] = 1.0
-    spread = gaussian_smooth(spike, 3.0)
-    assert spread.max() < 0.05 and abs(float(spread.sum()) - 1.0) < 1e-5
 
 
 def test_discriminator_feature_dims_project_the_features_first():
@@ -421,3 +406,151 @@ def test_the_optimizer_trains_the_feature_projection():
     trained = {id(p) for group in module.configure_optimizers().param_groups for p in group["params"]}
     assert all(id(p) in trained for p in module.model.feature_projection.parameters())
     assert all(id(p) in trained for p in module.model.discriminator.parameters())
+
+
+def _residual_map_by_hand(model: RealNetModel, images: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    features = model.select(model.extract(images))
+    maps = []
+    for k, (f, g) in enumerate(zip(features, model.reconstruction, strict=True)):
+        level = (f - g(f)).pow(2).mean(dim=1, keepdim=True) / model.residual_scale[k]
+        maps.append(F.interpolate(level, size=images.shape[-2:], mode="bilinear", align_corners=False))
+    return sum(maps) / len(maps)
+
+
+def test_residual_weight_adds_the_scaled_residual_to_the_map_and_the_score():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        for g in model.reconstruction:
+            g.out[-1].weight.normal_(0, 0.1)  # a reconstruction that is not all zeros
+    model.residual_scale.copy_(torch.tensor([0.5, 1.0, 2.0, 4.0]))
+    model.score_pool = 1
+    images = torch.rand(2, 3, 53, 70)
+    with torch.no_grad():
+        plain = model(images)
+        model.residual_weight = 0.25
+        mixed = model(images)
+        residual = _residual_map_by_hand(model, images)
+    assert mixed.anomaly_map.shape == plain.anomaly_map.shape == (2, 1, 53, 70)
+    assert torch.allclose(mixed.anomaly_map, plain.anomaly_map + 0.25 * residual, atol=1e-6)
+    assert torch.allclose(mixed.pred_score, mixed.anomaly_map.flatten(1).amax(dim=1))  # scored on the sum
+    assert torch.equal(mixed.logits, plain.logits)  # the discriminator is untouched
+    with pytest.raises(ValueError, match="residual_weight"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), residual_weight=-0.1)
+
+
+def test_training_tracks_the_normal_residual_level_from_normal_samples_only():
+    from anomalysynth.models import RealNet
+
+    torch.manual_seed(0)
+    model = RealNet(dims=(8, 8, 8, 8), evaluator=False)
+    assert not bool(model.model.residual_scale_done)
+
+    class Batch:
+        pass
+
+    def step(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch = Batch()
+        batch.image, batch.source_image, batch.gt_mask = image, source, mask
+        with pytest.warns(UserWarning, match="log"):
+            model.training_step(batch)
+        features = model.model.select(model.model.extract(image))
+        levels = [(f - g(f)).pow(2) for f, g in zip(features, model.model.reconstruction, strict=True)]
+        normal = mask.flatten(1).amax(dim=1) == 0
+        return torch.stack([r[normal].mean() for r in levels])
+
+    source = torch.rand(3, 3, 64, 64)
+    image = model._pre(source).clone()
+    image[1] = model._pre(torch.rand(1, 3, 64, 64))[0]  # sample 1 is anomalous: its residual must not count
+    mask = torch.zeros(3, 64, 64, dtype=torch.bool)
+    mask[1, 8:40, 8:40] = True
+    with torch.no_grad():
+        first = step(image, mask)
+    assert bool(model.model.residual_scale_done)
+    assert torch.allclose(model.model.residual_scale, first, rtol=1e-4)  # the first batch sets it
+    with torch.no_grad():
+        for g in model.model.reconstruction:
+            g.out[-1].weight.normal_(0, 0.2)
+        second = step(image, mask)
+    assert torch.allclose(model.model.residual_scale, 0.95 * first + 0.05 * second, rtol=1e-4)  # then a moving mean
+    # a batch without normal samples leaves it alone
+    before = model.model.residual_scale.clone()
+    model.model.track_residual_scale([torch.ones(2, 8, 4, 4)] * 4, torch.zeros(2, dtype=torch.bool))
+    assert torch.equal(model.model.residual_scale, before)
+
+
+def test_checkpoints_without_the_residual_scale_load_and_warn_when_it_is_used(tmp_path):
+    from anomalysynth.models import RealNet
+
+    old = {k: v for k, v in tiny_model().state_dict().items() if not k.startswith("residual_scale")}
+    model = tiny_model()
+    model.residual_scale.fill_(3.0)
+    model.residual_scale_done.fill_(True)
+    model.load_state_dict(old)  # strict: the missing scale is filled in as unmeasured
+    assert torch.equal(model.residual_scale, torch.ones(4)) and not bool(model.residual_scale_done)
+
+    source = RealNet(dims=(8, 8, 8, 8), evaluator=False)
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("model.residual_scale")}
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": state}, path)
+    tuned = RealNet(dims=(8, 8, 8, 8), evaluator=False, residual_weight=0.01, init_weights=path)
+    with pytest.warns(UserWarning, match="never measured"):
+        tuned.on_test_start()
+    tuned.model.residual_scale_done.fill_(True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tuned.on_test_start()  # measured: no warning
+        RealNet(dims=(8, 8, 8, 8), evaluator=False, init_weights=path).on_test_start()  # unused: no warning
+
+
+def test_score_topk_scores_by_the_mean_of_the_largest_values():
+    model = tiny_model().eval()
+    model.map_sigma = 2.0
+    images = torch.rand(2, 3, 48, 40)
+    with torch.no_grad():
+        model.score_topk = 0
+        raw = model(images)
+        unsmoothed = raw.logits.softmax(dim=1)[:, 1]
+        model.score_topk = 7
+        top = model(images)
+        model.score_topk = 10_000  # more than the map's 48 x 40 pixels: the mean of all of them
+        everything = model(images)
+    assert torch.allclose(top.pred_score, unsmoothed.flatten(1).topk(7, dim=1).values.mean(dim=1))
+    assert torch.allclose(everything.pred_score, unsmoothed.flatten(1).mean(dim=1))
+    assert torch.equal(top.anomaly_map, raw.anomaly_map)  # only the score changes
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="score_topk"):
+            RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_topk=bad)
+
+
+def test_measure_residual_scale_on_clean_images_for_old_checkpoints():
+    from anomalysynth.models import RealNet
+
+    torch.manual_seed(0)
+    model = RealNet(dims=(8, 8, 8, 8), evaluator=False, feature_stats_batches=2)
+    with torch.no_grad():
+        for g in model.model.reconstruction:
+            g.out[-1].weight.normal_(0, 0.1)
+
+    class Batch:
+        def __init__(self) -> None:
+            self.source_image = torch.rand(3, 3, 64, 64)
+            self.image = torch.zeros(3, 3, 64, 64)  # the synthetic images must not be used
+
+    batches = [Batch() for _ in range(3)]
+    model.train()
+    model.measure_residual_scale(batches)
+    assert model.model.training  # the mode is restored
+    assert bool(model.model.residual_scale_done)
+    clean = torch.cat([b.source_image for b in batches[:2]])
+    with torch.no_grad():
+        features = model.model.select(model.model.extract(model._pre(clean)))
+        expected = torch.stack(
+            [(f - g(f)).pow(2).mean() for f, g in zip(features, model.model.reconstruction, strict=True)]
+        )
+    assert torch.allclose(model.model.residual_scale, expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="no batches"):
+        model.measure_residual_scale([])

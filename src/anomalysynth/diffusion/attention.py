@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from anomalysynth.filters import gaussian_blur
+
 __all__ = [
     "AttentionStore",
     "StoringAttnProcessor",
@@ -95,14 +97,8 @@ class StoringAttnProcessor:
 
 
 def gaussian_smooth(maps: Tensor, kernel_size: int = 3, sigma: float = 0.5) -> Tensor:
-    """Smooth (B, H, W) maps with a normalised Gaussian (reflect padding)."""
-    coords = torch.arange(kernel_size, dtype=maps.dtype, device=maps.device) - (kernel_size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    kernel = (g[:, None] * g[None, :]).view(1, 1, kernel_size, kernel_size)
-    pad = kernel_size // 2
-    x = F.pad(maps.unsqueeze(1), (pad, pad, pad, pad), mode="reflect")
-    return F.conv2d(x, kernel).squeeze(1)
+    """Smooth (B, H, W) maps with a normalised Gaussian (reflect padding; AnomalyAny's kernel 3, sigma 0.5)."""
+    return gaussian_blur(maps.unsqueeze(1), sigma, kernel_size, padding="reflect").squeeze(1)
 
 
 def token_attention(

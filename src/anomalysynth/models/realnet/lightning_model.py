@@ -228,6 +228,38 @@ class RealNet(AnomalibModule):
         stds = [v.float() for v in stds]
         self.model.set_feature_statistics(means, stds)
 
+    @torch.no_grad()
+    def measure_residual_scale(self, loader: Any) -> None:
+        """Measure ``residual_scale`` on clean images: for models trained before it was tracked.
+
+        ``loader`` yields raw batches as in :meth:`measure_feature_statistics` (up to
+        ``feature_stats_batches`` of them); each level's mean residual of the model in
+        eval mode replaces the scale.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        sums: Tensor | None = None
+        count = 0
+        try:
+            batches = tqdm(loader, total=self.feature_stats_batches, desc="Residual scale", leave=False)
+            for i, batch in enumerate(batches):
+                if i >= self.feature_stats_batches:
+                    break
+                images = getattr(batch, "source_image", None)
+                images = batch.image if images is None else images
+                out = self.model(self._pre(images.to(self.device)))
+                means = torch.stack(
+                    [(f - r).pow(2).double().mean() for f, r in zip(out.features, out.reconstructions, strict=True)]
+                )
+                sums = means * len(images) if sums is None else sums + means * len(images)
+                count += len(images)
+        finally:
+            self.model.train(was_training)
+        if sums is None:
+            raise ValueError("RealNet: the data loader gave no batches to measure the residual scale on.")
+        self.model.residual_scale.copy_((sums / count).float())
+        self.model.residual_scale_done.fill_(True)  # type: ignore[operator]
+
     def on_validation_start(self) -> None:
         self._warn_unmeasured_residual()
 
@@ -242,7 +274,7 @@ class RealNet(AnomalibModule):
             warnings.warn(
                 "RealNet: `residual_weight` > 0 but this model's normal residual level was never measured (it is "
                 "tracked while training; the checkpoint predates it), so the residual enters the map unscaled. "
-                "Train or fine-tune it, or use residual_weight=0.",
+                "Call `measure_residual_scale(datamodule.train_dataloader())` first, or use residual_weight=0.",
                 stacklevel=2,
             )
 

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anomalysynth.backbones import fold_batchnorms
+from anomalysynth.filters import gaussian_blur
 from anomalysynth.models.realnet.rrs import residual_selection, upsample_to
 
-__all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims", "gaussian_smooth"]
+__all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims"]
 
 # RealNet's dims for WideResNet50 (channels 256, 512, 1024, 2048)
 _REFERENCE_CHANNELS = (256, 512, 1024, 2048)
@@ -246,7 +247,7 @@ class RealNetModel(nn.Module):
             pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
             score = pooled.flatten(1).amax(dim=1)
         if self.map_sigma > 0:
-            anomaly_map = gaussian_smooth(anomaly_map, self.map_sigma)
+            anomaly_map = gaussian_blur(anomaly_map, self.map_sigma)
         return RealNetOutput(logits, anomaly_map, score, reconstructions, features)
 
     def residual_map(self, residuals: Sequence[Tensor], size: Sequence[int]) -> Tensor:
@@ -273,17 +274,6 @@ class RealNetModel(nn.Module):
         else:
             self.residual_scale.copy_(means)
             self.residual_scale_done.fill_(True)  # type: ignore[operator]
-
-
-def gaussian_smooth(maps: Tensor, sigma: float) -> Tensor:
-    """(B, 1, H, W) maps smoothed by a Gaussian of ``sigma`` pixels (kernel 2 * round(4 sigma) + 1,
-    anomalib's size), as two 1-D passes with replicated borders (any map size)."""
-    radius = int(4.0 * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
-    kernel = torch.exp(-(x * x) / (2.0 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    out = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
 
 def _tracing() -> bool:
