@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from detection_quality import evaluator, folder  # noqa: E402
+from detection_quality import evaluator, folder
 
 
 def main() -> None:
@@ -57,7 +57,9 @@ def main() -> None:
     datamodule.setup()
     print(f"{'checkpoint':60s} {'img AUROC':>9s} {'plain max':>9s} {'box 16':>9s} {'px AUROC':>9s} {'AUPRO':>7s}")
     for path in args.checkpoints:
-        model = RealNet(evaluator=evaluator(), post_processor=PostProcessor(enable_normalization=False), **args.realnet_args)
+        model = RealNet(
+            evaluator=evaluator(), post_processor=PostProcessor(enable_normalization=False), **args.realnet_args
+        )
         model.load_weights(path)
         if model.model.residual_weight > 0 and not bool(model.model.residual_scale_done):
             model.measure_residual_scale(datamodule.train_dataloader())

@@ -27,7 +27,7 @@ def test_gaussian_blur_matches_torchvision_inside_and_keeps_constants():
 
 def test_two_passes_equal_the_two_dimensional_kernel_with_reflected_borders():
     maps = torch.rand(2, 1, 9, 11)
-    g = torch.exp(-torch.tensor([-1.0, 0.0, 1.0]) ** 2 / (2 * 0.5**2))
+    g = torch.exp(-(torch.tensor([-1.0, 0.0, 1.0]) ** 2) / (2 * 0.5**2))
     g = g / g.sum()
     kernel = (g[:, None] * g[None, :]).view(1, 1, 3, 3)
     reference = F.conv2d(F.pad(maps, (1, 1, 1, 1), mode="reflect"), kernel)

@@ -101,7 +101,9 @@ class RealNetModel(nn.Module):
             raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
         self.map_sigma = float(map_sigma)
         if not residual_weight >= 0:
-            raise ValueError(f"`residual_weight` must be >= 0 (0: the discriminator's map alone); got {residual_weight}.")
+            raise ValueError(
+                f"`residual_weight` must be >= 0 (0: the discriminator's map alone); got {residual_weight}."
+            )
         self.residual_weight = float(residual_weight)
         if not (isinstance(score_topk, int) and score_topk >= 0):
             raise ValueError(f"`score_topk` must be an int >= 0 (0: use score_pool); got {score_topk!r}.")
@@ -254,7 +256,9 @@ class RealNetModel(nn.Module):
         """(B, 1, *size): each level's channel-mean residual over its normal mean, averaged over levels."""
         scale = self.residual_scale.clamp_min(1e-12)
         maps = [
-            F.interpolate(r.mean(dim=1, keepdim=True) / scale[k], size=tuple(size), mode="bilinear", align_corners=False)
+            F.interpolate(
+                r.mean(dim=1, keepdim=True) / scale[k], size=tuple(size), mode="bilinear", align_corners=False
+            )
             for k, r in enumerate(residuals)
         ]
         return torch.stack(maps).mean(dim=0)
