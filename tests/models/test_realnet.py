@@ -432,12 +432,17 @@ def test_residual_weight_adds_the_scaled_residual_to_the_map_and_the_score():
         model.residual_weight = 0.25
         mixed = model(images)
         residual = _residual_map_by_hand(model, images)
+        model.residual_weight = 1.0
+        residual_only = model(images)
     assert mixed.anomaly_map.shape == plain.anomaly_map.shape == (2, 1, 53, 70)
-    assert torch.allclose(mixed.anomaly_map, plain.anomaly_map + 0.25 * residual, atol=1e-6)
+    assert torch.allclose(mixed.anomaly_map, 0.75 * plain.anomaly_map + 0.25 * residual / (1 + residual), atol=1e-6)
+    assert float(mixed.anomaly_map.min()) >= 0 and float(mixed.anomaly_map.max()) <= 1  # still in [0, 1]
+    assert torch.allclose(residual_only.anomaly_map, residual / (1 + residual), atol=1e-6)
     assert torch.allclose(mixed.pred_score, mixed.anomaly_map.flatten(1).amax(dim=1))  # scored on the sum
     assert torch.equal(mixed.logits, plain.logits)  # the discriminator is untouched
-    with pytest.raises(ValueError, match="residual_weight"):
-        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), residual_weight=-0.1)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="residual_weight"):
+            RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), residual_weight=bad)
 
 
 def test_training_tracks_the_normal_residual_level_from_normal_samples_only():
@@ -494,7 +499,7 @@ def test_checkpoints_without_the_residual_scale_load_and_warn_when_it_is_used(tm
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("model.residual_scale")}
     path = tmp_path / "old.ckpt"
     torch.save({"state_dict": state}, path)
-    tuned = RealNet(dims=(8, 8, 8, 8), evaluator=False, residual_weight=0.01, init_weights=path)
+    tuned = RealNet(dims=(8, 8, 8, 8), evaluator=False, residual_weight=0.05, init_weights=path)
     with pytest.warns(UserWarning, match="never measured"):
         tuned.on_test_start()
     tuned.model.residual_scale_done.fill_(True)

@@ -70,11 +70,12 @@ class RealNet(AnomalibModule):
             pixels (RealNet: 0, none; anomalib's PatchCore and PaDiM use 4). RealNet's
             map comes from the stride-4 level; smoothing spreads it over defects a few
             pixels wide. The image score is taken from the unsmoothed map.
-        residual_weight: add this multiple of the reconstruction residual (each level's
-            channel mean of (F - G(F))^2 over its mean on normal training samples,
-            averaged over the levels) to the anomaly map (RealNet: 0). The discriminator
+        residual_weight: w in [0, 1]: the anomaly map becomes (1 - w) p + w r / (1 + r),
+            p the discriminator's probability, r the reconstruction residual (each
+            level's channel mean of (F - G(F))^2 over its mean on normal training
+            samples, averaged over the levels; RealNet: w = 0). The discriminator
             scores defects unlike any synthetic anomaly at 0, tied with the normal
-            floor; the residual still ranks them above it.
+            floor; the residual still ranks them above it. The map stays in [0, 1].
         score_topk: the image score is the mean of the map's ``score_topk`` largest
             values (0: the ``score_pool`` box mean's max, RealNet's score).
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for

@@ -31,7 +31,8 @@ def default_dims(channels: Sequence[int]) -> list[int]:
 
 class RealNetOutput(NamedTuple):
     logits: Tensor  # (B, 2, H, W) discriminator logits at image size
-    anomaly_map: Tensor  # (B, 1, H, W) softmax channel 1 (+ residual_weight x residual; smoothed with map_sigma > 0)
+    # (B, 1, H, W) softmax channel 1 (mixed with the residual by residual_weight; smoothed with map_sigma > 0)
+    anomaly_map: Tensor
     pred_score: Tensor  # (B,) max of the score_pool-box-averaged (or score_topk mean of the) unsmoothed map
     reconstructions: list[Tensor]
     features: list[Tensor]
@@ -60,11 +61,12 @@ class RealNetModel(nn.Module):
         map_sigma: standard deviation in pixels of a Gaussian that smooths the returned
             anomaly map (RealNet: 0, none; anomalib's PatchCore and PaDiM smooth with 4).
             The image score is taken from the unsmoothed map.
-        residual_weight: add this multiple of the reconstruction residual to the anomaly
-            map (RealNet: 0, the discriminator's output alone). The residual is each
-            level's channel mean of (F - G(F))^2, divided by its mean on the normal
-            training samples (``residual_scale``, tracked during training) and averaged
-            over the levels; normal regions sit near 1, so 0.01 lifts defects the
+        residual_weight: w in [0, 1]: the anomaly map becomes (1 - w) p + w r / (1 + r),
+            with p the discriminator's probability and r the reconstruction residual
+            (RealNet: 0, p alone). r is each level's channel mean of (F - G(F))^2,
+            divided by its mean on the normal training samples (``residual_scale``,
+            tracked during training) and averaged over the levels, so normal regions
+            sit near r = 1. The map stays in [0, 1]; a small w (0.05) lifts defects the
             discriminator scores at 0 above the normal floor without reordering the
             pixels it does detect.
         score_topk: the image score is the mean of the ``score_topk`` largest values of
@@ -100,9 +102,9 @@ class RealNetModel(nn.Module):
         if not map_sigma >= 0:
             raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
         self.map_sigma = float(map_sigma)
-        if not residual_weight >= 0:
+        if not 0 <= residual_weight <= 1:
             raise ValueError(
-                f"`residual_weight` must be >= 0 (0: the discriminator's map alone); got {residual_weight}."
+                f"`residual_weight` must lie in [0, 1] (0: the discriminator's map alone); got {residual_weight}."
             )
         self.residual_weight = float(residual_weight)
         if not (isinstance(score_topk, int) and score_topk >= 0):
@@ -239,7 +241,9 @@ class RealNetModel(nn.Module):
         )
         anomaly_map = logits.softmax(dim=1)[:, 1:2]
         if self.residual_weight > 0:
-            anomaly_map = anomaly_map + self.residual_weight * self.residual_map(residuals, images.shape[-2:])
+            residual = self.residual_map(residuals, images.shape[-2:])
+            w = self.residual_weight
+            anomaly_map = (1 - w) * anomaly_map + w * (residual / (1 + residual))
         if self.score_topk > 0:
             k = min(self.score_topk, anomaly_map[0].numel())
             score = anomaly_map.flatten(1).topk(k, dim=1).values.mean(dim=1)
