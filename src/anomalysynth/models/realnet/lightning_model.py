@@ -259,7 +259,7 @@ class RealNet(AnomalibModule):
         if sums is None:
             raise ValueError("RealNet: the data loader gave no batches to measure the residual scale on.")
         self.model.residual_scale.copy_((sums / count).float())
-        self.model.residual_scale_done.fill_(True)  # type: ignore[operator]
+        self.model.residual_scale_done.fill_(True)
 
     def on_validation_start(self) -> None:
         self._warn_unmeasured_residual()

@@ -75,6 +75,9 @@ class RealNetModel(nn.Module):
             full and several far apart add up.
     """
 
+    residual_scale: Tensor
+    residual_scale_done: Tensor
+
     def __init__(
         self,
         extractor: nn.Module,
@@ -281,7 +284,7 @@ class RealNetModel(nn.Module):
             self.residual_scale.mul_(momentum).add_(means, alpha=1 - momentum)
         else:
             self.residual_scale.copy_(means)
-            self.residual_scale_done.fill_(True)  # type: ignore[operator]
+            self.residual_scale_done.fill_(True)
 
 
 def _tracing() -> bool:
