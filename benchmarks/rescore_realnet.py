@@ -8,7 +8,7 @@ that ``detection_quality.py`` uses. A checkpoint saved before the residual scale
 tracked gets it measured on the clean training images first. Run it alone:
 
     python benchmarks/rescore_realnet.py --root ../shared/datasets/deeppcb \\
-        --realnet-args '{"discriminator_features": true, "map_sigma": 4, "residual_weight": 0.01, "score_topk": 50}' \\
+        --realnet-args '{"discriminator_features": true, "map_sigma": 4, "residual_weight": 0.05, "score_topk": 50}' \\
         results/bench/RealNet/deeppcb/v0/weights/lightning/model.ckpt
 """
 
@@ -23,28 +23,37 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from detection_quality import evaluator, folder
+from detection_quality import evaluator, folder, rescore
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def checkpoint_parser(description: str | None, realnet_help: str) -> argparse.ArgumentParser:
+    """The arguments shared by the scripts that evaluate saved RealNet checkpoints on a folder."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", type=Path, help="RealNet .ckpt files")
     parser.add_argument("--root", type=Path, default=Path("../shared/datasets/deeppcb"))
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument(
-        "--realnet-args",
-        type=json.loads,
-        default={},
-        help="JSON keyword arguments of RealNet: the architecture the checkpoints were trained with plus the "
-        "scoring settings to evaluate",
-    )
-    args = parser.parse_args()
+    parser.add_argument("--realnet-args", type=json.loads, default={}, help=realnet_help)
+    return parser
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Exit with a message when the folder or a checkpoint is missing."""
     if not (args.root / "train" / "good").is_dir():
         raise SystemExit(f"{args.root} is not an MVTec-style folder (no train/good).")
     missing = [str(p) for p in args.checkpoints if not p.is_file()]
     if missing:
         raise SystemExit(f"No checkpoint at {missing}.")
+
+
+def main() -> None:
+    parser = checkpoint_parser(
+        __doc__,
+        "JSON keyword arguments of RealNet: the architecture the checkpoints were trained with plus the "
+        "scoring settings to evaluate",
+    )
+    args = parser.parse_args()
+    check_paths(args)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
 
@@ -64,15 +73,12 @@ def main() -> None:
         if model.model.residual_weight > 0 and not bool(model.model.residual_scale_done):
             model.measure_residual_scale(datamodule.train_dataloader())
         engine = Engine(accelerator="cpu", devices=1, logger=False, default_root_dir="results/rescore")
-        scores = {}
-        configured = (model.model.score_pool, model.model.score_topk)
-        for name, pool, topk in (("given", *configured), ("plain max", 1, 0), ("box 16", 16, 0)):
-            model.model.score_pool, model.model.score_topk = pool, topk
-            (scores[name],) = engine.test(model=model, datamodule=datamodule, verbose=False)
-        given = scores["given"]
+        (given,) = engine.test(model=model, datamodule=datamodule, verbose=False)
+        plain = rescore(engine, model, datamodule, score_pool=1, score_topk=0)
+        box = rescore(engine, model, datamodule, score_pool=16, score_topk=0)
         print(
-            f"{str(path)[-60:]:60s} {given['image_AUROC']:9.3f} {scores['plain max']['image_AUROC']:9.3f} "
-            f"{scores['box 16']['image_AUROC']:9.3f} {given['pixel_AUROC']:9.3f} {given['pixel_AUPRO']:7.3f}",
+            f"{str(path)[-60:]:60s} {given['image_AUROC']:9.3f} {plain:9.3f} {box:9.3f} "
+            f"{given['pixel_AUROC']:9.3f} {given['pixel_AUPRO']:7.3f}",
             flush=True,
         )
 

@@ -15,8 +15,6 @@ plain max). Run it alone:
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -25,25 +23,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detection_quality import folder
+from rescore_realnet import check_paths, checkpoint_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="RealNet .ckpt files")
-    parser.add_argument("--root", type=Path, default=Path("../shared/datasets/deeppcb"))
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=16)
+    parser = checkpoint_parser(__doc__, "the architecture, as JSON")
     parser.add_argument("--split", default="val", choices=["val", "test"])
-    parser.add_argument("--realnet-args", type=json.loads, default={}, help="the architecture, as JSON")
     parser.add_argument("--map-sigma", type=float, default=4.0)
     parser.add_argument("--weights", default="0,0.02,0.05,0.1", help="residual weights")
     parser.add_argument("--topk", default="0,10,25,50,100,200", help="image score top k (0: plain max)")
     args = parser.parse_args()
-    if not (args.root / "train" / "good").is_dir():
-        raise SystemExit(f"{args.root} is not an MVTec-style folder (no train/good).")
-    missing = [str(p) for p in args.checkpoints if not p.is_file()]
-    if missing:
-        raise SystemExit(f"No checkpoint at {missing}.")
+    check_paths(args)
     weights = [float(v) for v in args.weights.split(",")]
     ks = [int(v) for v in args.topk.split(",")]
     warnings.filterwarnings("ignore")
@@ -53,6 +43,7 @@ def main() -> None:
 
     from anomalysynth.filters import gaussian_blur
     from anomalysynth.models import RealNet
+    from anomalysynth.models.realnet.torch_model import mix_residual, reconstruction_residuals
 
     datamodule = folder(args.root, args.image_size, args.batch)
     datamodule.setup()
@@ -68,17 +59,16 @@ def main() -> None:
         with torch.inference_mode():
             for batch in loader:
                 out = model.model(model._pre(batch.image))
-                levels = [(f - r).pow(2) for f, r in zip(out.features, out.reconstructions, strict=True)]
-                residual = model.model.residual_map(levels, batch.image.shape[-2:])
+                levels = reconstruction_residuals(out.features, out.reconstructions)
                 probs.append(out.logits.softmax(dim=1)[:, 1:2])
-                residuals.append(residual / (1 + residual))
+                residuals.append(model.model.residual_map(levels, batch.image.shape[-2:]))
                 masks.append(batch.gt_mask.view(len(batch.image), 1, *batch.image.shape[-2:]))
                 labels.append(batch.gt_label)
         prob, residual, mask, label = torch.cat(probs), torch.cat(residuals), torch.cat(masks), torch.cat(labels)
         print(f"\n{path}")
         print(f"{'weight':>8s} " + " ".join(f"{'top ' + str(k):>8s}" for k in ks) + f" | {'pixel':>8s}")
         for w in weights:
-            amap = (1 - w) * prob + w * residual
+            amap = mix_residual(prob, residual, w)
             flat = amap.flatten(1)
             scores = [
                 flat.amax(dim=1) if k == 0 else flat.topk(min(k, flat.shape[1]), dim=1).values.mean(dim=1) for k in ks

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from anomalysynth.backbones import create_timm_model
 from anomalysynth.models.preprocess import pre_process
-from anomalysynth.models.realnet.torch_model import RealNetModel
+from anomalysynth.models.realnet.torch_model import RealNetModel, reconstruction_residuals
 
 __all__ = ["RealNet"]
 
@@ -201,13 +201,8 @@ class RealNet(AnomalibModule):
         sums: list[Tensor] = []
         squares: list[Tensor] = []
         counts: list[int] = []
-        batches = tqdm(loader, total=self.feature_stats_batches, desc="Feature statistics", leave=False)
-        for i, batch in enumerate(batches):
-            if i >= self.feature_stats_batches:
-                break
-            images = getattr(batch, "source_image", None)
-            images = batch.image if images is None else images
-            features = self.model.extract(self._pre(images.to(self.device)))
+        for images in self._clean_images(loader, "Feature statistics"):
+            features = self.model.extract(images)
             if not sums:
                 sums = [torch.zeros(f.shape[1], dtype=torch.float64, device=f.device) for f in features]
                 squares = [torch.zeros_like(t) for t in sums]
@@ -229,6 +224,17 @@ class RealNet(AnomalibModule):
         stds = [v.float() for v in stds]
         self.model.set_feature_statistics(means, stds)
 
+    def _clean_images(self, loader: Any, desc: str) -> Iterator[Tensor]:
+        """Pre-processed clean images of up to ``feature_stats_batches`` raw batches, on the module's device:
+        ``source_image`` when the batches have it (synthetic training data), else ``image``."""
+        batches = tqdm(loader, total=self.feature_stats_batches, desc=desc, leave=False)
+        for i, batch in enumerate(batches):
+            if i >= self.feature_stats_batches:
+                break
+            images = getattr(batch, "source_image", None)
+            images = batch.image if images is None else images
+            yield self._pre(images.to(self.device))
+
     @torch.no_grad()
     def measure_residual_scale(self, loader: Any) -> None:
         """Measure ``residual_scale`` on clean images: for models trained before it was tracked.
@@ -242,15 +248,10 @@ class RealNet(AnomalibModule):
         sums: Tensor | None = None
         count = 0
         try:
-            batches = tqdm(loader, total=self.feature_stats_batches, desc="Residual scale", leave=False)
-            for i, batch in enumerate(batches):
-                if i >= self.feature_stats_batches:
-                    break
-                images = getattr(batch, "source_image", None)
-                images = batch.image if images is None else images
-                out = self.model(self._pre(images.to(self.device)))
+            for images in self._clean_images(loader, "Residual scale"):
+                out = self.model(images)
                 means = torch.stack(
-                    [(f - r).pow(2).double().mean() for f, r in zip(out.features, out.reconstructions, strict=True)]
+                    [r.double().mean() for r in reconstruction_residuals(out.features, out.reconstructions)]
                 )
                 sums = means * len(images) if sums is None else sums + means * len(images)
                 count += len(images)
@@ -301,7 +302,7 @@ class RealNet(AnomalibModule):
         mask = F.interpolate(mask, size=out.logits.shape[-2:], mode="nearest")[:, 0].long()
         segmentation = F.cross_entropy(out.logits, mask)
         # the residual's normal level, the unit of `residual_weight` (tracked whatever its value)
-        residuals = [(f - r).pow(2) for f, r in zip(out.features, out.reconstructions, strict=True)]
+        residuals = reconstruction_residuals(out.features, out.reconstructions)
         self.model.track_residual_scale(residuals, mask.flatten(1).amax(dim=1) == 0)
         loss = reconstruction + segmentation
         self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=image.shape[0])

@@ -13,7 +13,14 @@ from anomalysynth.backbones import fold_batchnorms
 from anomalysynth.filters import gaussian_blur
 from anomalysynth.models.realnet.rrs import residual_selection, upsample_to
 
-__all__ = ["RealNetModel", "RealNetOutput", "ReconstructionUNet", "default_dims"]
+__all__ = [
+    "RealNetModel",
+    "RealNetOutput",
+    "ReconstructionUNet",
+    "default_dims",
+    "mix_residual",
+    "reconstruction_residuals",
+]
 
 # RealNet's dims for WideResNet50 (channels 256, 512, 1024, 2048)
 _REFERENCE_CHANNELS = (256, 512, 1024, 2048)
@@ -232,7 +239,7 @@ class RealNetModel(nn.Module):
         """``features``: the extractor's output for ``images`` (all channels), if already computed."""
         features = self.select(self.extract(images) if features is None else features)
         reconstructions = [g(f) for g, f in zip(self.reconstruction, features, strict=True)]
-        residuals = [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
+        residuals = reconstruction_residuals(features, reconstructions)
         selected = residual_selection(residuals, self.rrs_ratio, norm=self.rrs_norm)
         if self.discriminator_features:
             upsampled = torch.cat(upsample_to(features, selected.shape[-2:]), dim=1)
@@ -244,9 +251,9 @@ class RealNetModel(nn.Module):
         )
         anomaly_map = logits.softmax(dim=1)[:, 1:2]
         if self.residual_weight > 0:
-            residual = self.residual_map(residuals, images.shape[-2:])
-            w = self.residual_weight
-            anomaly_map = (1 - w) * anomaly_map + w * (residual / (1 + residual))
+            anomaly_map = mix_residual(
+                anomaly_map, self.residual_map(residuals, images.shape[-2:]), self.residual_weight
+            )
         if self.score_topk > 0:
             k = min(self.score_topk, anomaly_map[0].numel())
             score = anomaly_map.flatten(1).topk(k, dim=1).values.mean(dim=1)
@@ -285,6 +292,16 @@ class RealNetModel(nn.Module):
         else:
             self.residual_scale.copy_(means)
             self.residual_scale_done.fill_(True)
+
+
+def reconstruction_residuals(features: Sequence[Tensor], reconstructions: Sequence[Tensor]) -> list[Tensor]:
+    """Per level, the squared reconstruction error (F - G(F))^2, all channels."""
+    return [(f - r).pow(2) for f, r in zip(features, reconstructions, strict=True)]
+
+
+def mix_residual(probability: Tensor, residual: Tensor, weight: float) -> Tensor:
+    """(1 - w) p + w r / (1 + r): the discriminator's probability mixed with the scaled residual, in [0, 1]."""
+    return (1 - weight) * probability + weight * (residual / (1 + residual))
 
 
 def _tracing() -> bool:
