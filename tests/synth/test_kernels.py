@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from anomalysynth.synth import create_synthesizer
-from anomalysynth.synth.base import per_sample_generators
+from anomalysynth.seeding import per_sample_generators
 from anomalysynth.synth.kernels import kernels_enabled
 from anomalysynth.synth.perlin import perlin_noise, perlin_noise_mask
 from anomalysynth.synth.perlin_texture import sample_perlin_params

@@ -6,11 +6,11 @@ from anomalysynth.synth.base import (
     SynthOutput,
     available_synthesizers,
     create_synthesizer,
-    per_sample_generators,
     register_synthesizer,
     slice_params,
     validate_images,
 )
+from anomalysynth.seeding import per_sample_generators
 from anomalysynth.synth.blend import blend
 from anomalysynth.synth.compose import OneOf
 from anomalysynth.synth.cutpaste import CUTPASTE_CLASSES, CutPaste, CutPasteScar, CutPasteUnion

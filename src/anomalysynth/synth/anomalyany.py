@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer
+from anomalysynth.seeding import draw
+from anomalysynth.synth.base import Synthesizer, register_synthesizer
 from anomalysynth.synth.textures import match_channels
 
 __all__ = ["AnomalyAny", "DEFAULT_ANOMALIES"]

@@ -29,6 +29,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from anomalysynth.seeding import GeneratorLike, per_sample_generators
 from anomalysynth.synth.foreground import FOREGROUND_METHODS, foreground_mask
 
 __all__ = [
@@ -43,9 +44,6 @@ __all__ = [
     "validate_images",
 ]
 
-GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
-
-_SEED_HIGH = 2**62
 
 
 @dataclass
@@ -99,8 +97,7 @@ class Synthesizer(torch.nn.Module):
         foreground_invert: bool = False,
     ) -> None:
         super().__init__()
-        if not 0.0 <= float(anomaly_ratio) <= 1.0:
-            raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
+        check_ratio(anomaly_ratio)
         if foreground is not None and foreground not in FOREGROUND_METHODS:
             raise ValueError(f"`foreground` must be None or one of {sorted(FOREGROUND_METHODS)}; got {foreground!r}.")
         self.anomaly_ratio = float(anomaly_ratio)
@@ -108,7 +105,9 @@ class Synthesizer(torch.nn.Module):
         self.foreground_invert = bool(foreground_invert)
 
     # ------------------------------------------------------------------ public API
-    def sample_params(self, images: Tensor, generator: GeneratorLike = None) -> dict[str, Tensor]:
+    def sample_params(
+        self, images: Tensor, generator: GeneratorLike = None, anomaly_ratio: float | None = None
+    ) -> dict[str, Tensor]:
         """Draw all random parameters of one call.
 
         Args:
@@ -116,16 +115,22 @@ class Synthesizer(torch.nn.Module):
             generator: one ``torch.Generator`` for the batch, a list with one per
                 sample, or ``None`` (seeds drawn from torch's global generator).
                 With a list, sample ``i`` equals a single-image call with generator ``i``.
+            anomaly_ratio: the probability that a sample is made anomalous for this
+                call; ``None`` takes the synthesizer's own. The plug-in points (dataset,
+                callback, cache) pass theirs here, so one coin decides, never two.
 
         Returns:
-            Batch-first tensors on the images' device.
+            Batch-first tensors on the images' device (``params["anomalous"]`` is the coin).
         """
         images = _checked(images)
-        return self._sample_params(images, generator)
+        return self._sample_params(images, generator, anomaly_ratio)
 
-    def _sample_params(self, images: Tensor, generator: GeneratorLike) -> dict[str, Tensor]:
+    def _sample_params(
+        self, images: Tensor, generator: GeneratorLike, anomaly_ratio: float | None = None
+    ) -> dict[str, Tensor]:
+        ratio = self.anomaly_ratio if anomaly_ratio is None else check_ratio(anomaly_ratio)
         gens = per_sample_generators(generator, images.shape[0])
-        anomalous = torch.stack([torch.rand((), generator=g) < self.anomaly_ratio for g in gens])
+        anomalous = torch.stack([torch.rand((), generator=g) < ratio for g in gens])
         params = {"anomalous": anomalous}
         params.update(self._sample(images, gens))
         return {k: v.to(images.device) for k, v in params.items()}
@@ -236,6 +241,7 @@ class Synthesizer(torch.nn.Module):
         generator: GeneratorLike = None,
         params: dict[str, Tensor] | None = None,
         foreground: Tensor | None = None,
+        anomaly_ratio: float | None = None,
     ) -> SynthOutput:
         """Sample parameters (unless given) and apply them.
 
@@ -244,6 +250,7 @@ class Synthesizer(torch.nn.Module):
             generator: see :meth:`sample_params`.
             params: replay these parameters instead of drawing new ones.
             foreground: optional (B, 1, H, W) restriction of where anomalies go.
+            anomaly_ratio: see :meth:`sample_params`.
 
         Example:
             >>> from anomalysynth.synth import create_synthesizer
@@ -254,7 +261,7 @@ class Synthesizer(torch.nn.Module):
         """
         images = _checked(images)
         if params is None:
-            params = self._sample_params(images, generator)
+            params = self._sample_params(images, generator, anomaly_ratio)
         return self._run(images, params, foreground)
 
     # ------------------------------------------------------------------ hooks
@@ -329,6 +336,13 @@ def _plain(value: object) -> object:
 
 
 # ---------------------------------------------------------------------- validation
+def check_ratio(anomaly_ratio: object) -> float:
+    """``anomaly_ratio`` as a float, or ValueError unless it is a number in [0, 1]."""
+    if isinstance(anomaly_ratio, bool) or not isinstance(anomaly_ratio, int | float) or not 0.0 <= anomaly_ratio <= 1.0:
+        raise ValueError(f"`anomaly_ratio` must be a number in [0, 1]; got {anomaly_ratio!r}.")
+    return float(anomaly_ratio)
+
+
 def validate_images(images: object) -> None:
     """Raise ``ValueError`` unless ``images`` is a float (B, C, H, W) tensor in [0, 1] with C in {1, 3}."""
     expected = "a float tensor (B, C, H, W) with B >= 1, C in {1, 3} and values in [0, 1]"
@@ -380,47 +394,7 @@ def _check_params(params: dict[str, Tensor], batch: int) -> None:
             raise ValueError(f"Expected params[{key!r}] batch-first with {batch} samples; got {shape}.")
 
 
-# ---------------------------------------------------------------------- randomness
-def per_sample_generators(generator: GeneratorLike, batch: int) -> list[torch.Generator]:
-    """One fresh CPU generator per sample, seeded from ``generator``.
-
-    Each per-sample generator is seeded by one draw from its parent: one parent
-    per sample when a list is given, else ``batch`` draws from a single parent.
-    A single-image call with parent ``g`` therefore equals sample ``i`` of a batch
-    called with a list whose entry ``i`` is ``g``.
-    """
-    if generator is None:
-        seeds = torch.randint(0, _SEED_HIGH, (batch,)).tolist()
-    elif isinstance(generator, torch.Generator):
-        seeds = torch.randint(0, _SEED_HIGH, (batch,), generator=generator, device=generator.device).tolist()
-    else:
-        gens = list(generator)
-        if len(gens) != batch or not all(isinstance(g, torch.Generator) for g in gens):
-            raise ValueError(f"Expected one torch.Generator per sample ({batch}); got {len(gens)} items.")
-        seeds = [int(torch.randint(0, _SEED_HIGH, (1,), generator=g, device=g.device)) for g in gens]
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
-
-
-def draw(generators: list[torch.Generator], fn: Callable[[torch.Generator], Tensor]) -> Tensor:
-    """Stack ``fn(g)`` over per-sample generators into a batch-first tensor."""
-    return torch.stack([fn(g) for g in generators])
-
-
-def uniform(generators: list[torch.Generator], low: float, high: float) -> Tensor:
-    """(B,) float32 uniform in [low, high)."""
-    return draw(generators, lambda g: torch.rand((), generator=g)) * (high - low) + low
-
-
-def log_uniform(generators: list[torch.Generator], low: float, high: float) -> Tensor:
-    """(B,) float32 log-uniform in [low, high)."""
-    return torch.exp(uniform(generators, math.log(low), math.log(high)))
-
-
-def randint(generators: list[torch.Generator], low: int, high: int) -> Tensor:
-    """(B,) int64 uniform in [low, high] (both inclusive)."""
-    return draw(generators, lambda g: torch.randint(low, high + 1, (), generator=g))
-
-
+# ---------------------------------------------------------------------- params
 def slice_params(params: dict[str, Tensor], index: Tensor | slice) -> dict[str, Tensor]:
     """Select samples from batch-first parameters."""
     return {k: v[index] for k, v in params.items()}

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from anomalysynth.synth.base import Synthesizer, draw, slice_params
+from anomalysynth.seeding import draw
+from anomalysynth.synth.base import Synthesizer, slice_params
 
 __all__ = ["OneOf"]
 

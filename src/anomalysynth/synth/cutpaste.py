@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from anomalysynth.synth.base import Synthesizer, draw, log_uniform, register_synthesizer, uniform
+from anomalysynth.seeding import draw, log_uniform, uniform
+from anomalysynth.synth.base import Synthesizer, register_synthesizer
 from anomalysynth.synth.color import shift_hue_saturation
 from anomalysynth.synth.compose import OneOf
 from anomalysynth.synth.foreground import to_gray

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from anomalysynth.synth.base import draw, register_synthesizer, uniform
+from anomalysynth.seeding import draw, uniform
+from anomalysynth.synth.base import register_synthesizer
 from anomalysynth.synth.perlin_texture import PerlinTextureBlend
 
 __all__ = ["MemSegBlend", "grid_shuffle"]

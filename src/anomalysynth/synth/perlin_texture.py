@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from anomalysynth.synth.base import Synthesizer, draw, register_synthesizer, slice_params, uniform
+from anomalysynth.seeding import draw, uniform
+from anomalysynth.synth.base import Synthesizer, register_synthesizer, slice_params
 from anomalysynth.synth.blend import blend
 from anomalysynth.synth.kernels import channels_equal_cpu, kernels_enabled, perlin_texture_cpu
 from anomalysynth.synth.perlin import MAX_LATTICE, perlin_noise_mask

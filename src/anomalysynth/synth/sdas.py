@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from anomalysynth.synth.base import draw, register_synthesizer, uniform
+from anomalysynth.seeding import draw, uniform
+from anomalysynth.synth.base import register_synthesizer
 from anomalysynth.synth.perlin_texture import PerlinTextureBlend, _check_range
 from anomalysynth.synth.textures import TextureFolder, match_channels
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from anomalysynth.synth.base import draw
+from anomalysynth.seeding import draw
 from anomalysynth.synth.color import shift_hue_saturation
 from anomalysynth.synth.foreground import to_gray
 from anomalysynth.synth.kernels import augment_textures_cpu, kernels_enabled
