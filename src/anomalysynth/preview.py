@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from anomalysynth.files import atomic_write_bytes
 from anomalysynth.synth import Synthesizer, SynthOutput
+from anomalysynth.synth.keyed import synthesize_keyed
 from anomalysynth.synth.textures import IMAGE_EXTENSIONS
 
 __all__ = ["find_images", "load_images", "preview_grid", "save_png_atomic", "synthesize_preview"]
@@ -45,16 +46,16 @@ def load_images(paths: list[Path], size: int, channels: int = 3, progress: bool 
 
 
 def synthesize_preview(synthesizer: Synthesizer, images: Tensor, seed: int = 0, progress: bool = True) -> SynthOutput:
-    """Synthesize every image with generator ``seed + i`` (the same anomaly whatever the batch)."""
+    """Synthesize image ``i`` keyed ``i`` with ``seed`` (the keyed generators the training data use)."""
     outs = []
     for i in tqdm(range(images.shape[0]), desc=f"synthesizing ({synthesizer.name})", disable=not progress):
-        outs.append(synthesizer(images[i : i + 1], generator=torch.Generator().manual_seed(seed + i)))
+        outs.append(synthesize_keyed(synthesizer, images[i : i + 1], [i], seed, synthesizer.anomaly_ratio))
     return SynthOutput(
         image=torch.cat([o.image for o in outs]),
         mask=torch.cat([o.mask for o in outs]),
         label=torch.cat([o.label for o in outs]),
         strength=torch.cat([o.strength for o in outs]),
-        params={},
+        params={k: torch.cat([o.params[k] for o in outs]) for k in outs[0].params} if outs else {},
     )
 
 

@@ -48,21 +48,31 @@ def test_items_do_not_depend_on_workers_or_batch_size(wrapped):
             assert label == reference[key][2]
 
 
-def test_anomaly_fraction_follows_the_ratio(tiny_folder):
-    tiny_folder.setup()
+def test_realised_anomaly_fraction_matches_the_one_ratio():
+    images = [torch.full((3, 16, 16), i / 400) for i in range(400)]
     for ratio in (0.0, 0.3, 1.0):
-        ds = SyntheticAnomalyDataset(tiny_folder.train_data, create_synthesizer("cutpaste"), anomaly_ratio=ratio)
-        big = torch.utils.data.ConcatDataset([ds] * 1)
-        labels = torch.stack([torch.as_tensor(big[i].gt_label) for i in range(len(big))]).float()
-        if ratio in (0.0, 1.0):
-            assert labels.mean() == ratio
-    # statistically, over many keys
-    ds = SyntheticAnomalyDataset(tiny_folder.train_data, create_synthesizer("cutpaste"), anomaly_ratio=0.3)
-    decisions = []
-    for key in range(400):
-        g = __import__("anomalysynth.datamodules.synthetic", fromlist=["x"]).sample_generator(0, key)
-        decisions.append(float(torch.rand((), generator=g) < ds.anomaly_ratio))
-    assert abs(np.mean(decisions) - 0.3) < 0.07
+        ds = SyntheticAnomalyDataset(images, create_synthesizer("cutpaste"), anomaly_ratio=ratio)
+        fraction = torch.stack([torch.as_tensor(ds[i].gt_label) for i in range(len(ds))]).float().mean()
+        # binomial(400, 0.3): sd 0.023, so 0.07 is three sd
+        assert abs(float(fraction) - ratio) < 0.07, (ratio, float(fraction))
+    # the synthesizer's own ratio is used when the dataset gives none: still one coin, never a product
+    own = SyntheticAnomalyDataset(images, create_synthesizer("cutpaste", anomaly_ratio=0.3), anomaly_ratio=None)
+    fraction = torch.stack([torch.as_tensor(own[i].gt_label) for i in range(len(own))]).float().mean()
+    assert abs(float(fraction) - 0.3) < 0.07
+    with pytest.raises(ValueError, match="one place"):
+        SyntheticAnomalyDataset(images, create_synthesizer("cutpaste", anomaly_ratio=0.3), anomaly_ratio=0.5)
+    with pytest.raises(ValueError, match="anomaly_ratio"):
+        SyntheticAnomalyDataset(images, create_synthesizer("cutpaste"), anomaly_ratio=1.5)
+
+
+def test_items_replay_through_their_params(wrapped):
+    synth = wrapped.synthesizer
+    for i in range(len(wrapped)):
+        item = wrapped[i]
+        params = {k: v.unsqueeze(0) for k, v in item.synthesis_params.items()}
+        again = synth.apply(item.source_image.unsqueeze(0), params)
+        assert torch.equal(again.image[0], item.image)
+        assert torch.equal(again.mask[0, 0] > 0, item.gt_mask)
 
 
 def test_items_carry_the_clean_source_and_honest_labels(wrapped):
@@ -75,17 +85,45 @@ def test_items_carry_the_clean_source_and_honest_labels(wrapped):
         assert torch.equal(item.image[outside], item.source_image[outside])
 
 
-def test_reseeding_changes_anomalies_per_epoch_only_when_asked(tiny_folder):
+def test_fresh_anomalies_every_epoch_by_default_and_a_switch_for_a_fixed_set(tiny_folder):
     tiny_folder.setup()
     synth = create_synthesizer("cutpaste")
-    fixed = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=1.0)
-    fresh = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=1.0, reseed_every_epoch=True)
+    fresh = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=1.0)
+    fixed = SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=1.0, reseed_every_epoch=False)
     assert torch.equal(fixed[(0, 2)].image, fixed[(5, 2)].image)
     assert not torch.equal(fresh[(0, 2)].image, fresh[(5, 2)].image)
     assert torch.equal(fresh[(5, 2)].image, fresh[(5, 2)].image)
     sampler = EpochSampler(len(fresh), seed=1)
     sampler.set_epoch(3)
     assert {e for e, _ in sampler} == {3} and sorted(i for _, i in sampler) == list(range(len(fresh)))
+
+
+def epoch_items(dm: SyntheticAnomalyDataModule, epoch: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)  # what Lightning's fit loop does at every epoch
+    return all_items(loader)
+
+
+def test_datamodule_epochs_differ_and_do_not_depend_on_workers_or_batch_size(tiny_folder):
+    synth = create_synthesizer("perlin_texture")
+    reference: dict[int, dict] = {}
+    for workers, batch_size in ((0, 4), (2, 3), (0, 1)):
+        dm = SyntheticAnomalyDataModule(
+            tiny_folder, synth, anomaly_ratio=1.0, num_workers=workers, train_batch_size=batch_size
+        )
+        dm.setup("fit")
+        for epoch in (0, 1):
+            items = epoch_items(dm, epoch)
+            if epoch not in reference:
+                reference[epoch] = items
+                continue
+            assert items.keys() == reference[epoch].keys()
+            for key, (image, mask, label) in items.items():
+                assert torch.equal(image, reference[epoch][key][0]) and torch.equal(mask, reference[epoch][key][1])
+                assert label == reference[epoch][key][2]
+    # the same image carries a different anomaly in epoch 1 than in epoch 0
+    for key in reference[0]:
+        assert not torch.equal(reference[0][key][0], reference[1][key][0])
 
 
 def test_on_device_callback_matches_the_dataset_path(tiny_folder):
@@ -100,13 +138,20 @@ def test_on_device_callback_matches_the_dataset_path(tiny_folder):
         current_epoch = 0
 
     callback.on_train_batch_start(_Trainer(), None, batch, 0)
-    for i in range(len(dataset_path)):
-        item = dataset_path[i]
+    items = [dataset_path[i] for i in range(len(dataset_path))]
+    collated = dataset_path.collate_fn(items)
+    assert collated.gt_label.dtype == batch.gt_label.dtype == torch.bool
+    for i, item in enumerate(items):
         assert item.image_path == batch.image_path[i]
         assert torch.equal(item.image, batch.image[i])
         assert torch.equal(item.gt_mask, batch.gt_mask[i])
         assert bool(item.gt_label) == bool(batch.gt_label[i])
     assert torch.equal(batch.source_image, clean)
+    # both paths keep the params that replay the batch
+    assert collated.synthesis_params.keys() == batch.synthesis_params.keys()
+    for key, value in batch.synthesis_params.items():
+        assert torch.equal(collated.synthesis_params[key].to(value.dtype), value)
+    assert torch.equal(synth.apply(clean, batch.synthesis_params).image, batch.image)
 
 
 def test_datamodule_replaces_only_the_training_split(tiny_folder):

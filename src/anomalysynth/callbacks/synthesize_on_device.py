@@ -9,8 +9,8 @@ from lightning.pytorch.callbacks import Callback
 from torchvision.tv_tensors import Image, Mask
 from typing_extensions import override
 
-from anomalysynth.datamodules.synthetic import synthesize_keyed
 from anomalysynth.synth import Synthesizer
+from anomalysynth.synth.keyed import resolve_anomaly_ratio, synthesize_keyed
 
 __all__ = ["SynthesizeOnDevice"]
 
@@ -27,22 +27,26 @@ class SynthesizeOnDevice(Callback):
 
     Args:
         synthesizer: the anomaly synthesizer.
-        anomaly_ratio: fraction of samples made anomalous.
+        anomaly_ratio: probability that a sample is made anomalous (the one coin; ``None``
+            takes the synthesizer's own ratio).
         seed: base seed.
-        reseed_every_epoch: fresh anomalies each epoch.
+        reseed_every_epoch: fresh anomalies each epoch (default), deterministic per
+            ``(seed, epoch, key)``; ``False`` makes the same anomalies every epoch.
     """
 
     def __init__(
-        self, synthesizer: Synthesizer, anomaly_ratio: float = 0.5, seed: int = 0, reseed_every_epoch: bool = False
+        self,
+        synthesizer: Synthesizer,
+        anomaly_ratio: float | None = 0.5,
+        seed: int = 0,
+        reseed_every_epoch: bool = True,
     ) -> None:
         if not isinstance(synthesizer, Synthesizer):
             raise ValueError(
                 f"`SynthesizeOnDevice` needs an anomalysynth Synthesizer; got {type(synthesizer).__name__}."
             )
-        if not 0.0 <= anomaly_ratio <= 1.0:
-            raise ValueError(f"`SynthesizeOnDevice` needs `anomaly_ratio` in [0, 1]; got {anomaly_ratio}.")
         self.synthesizer = synthesizer
-        self.anomaly_ratio = float(anomaly_ratio)
+        self.anomaly_ratio = resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SynthesizeOnDevice")
         self.seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
 
@@ -68,3 +72,4 @@ class SynthesizeOnDevice(Callback):
         batch.gt_mask = Mask(out.mask[:, 0] > 0)
         batch.gt_label = out.label.bool()
         batch.anomaly_strength = out.strength
+        batch.synthesis_params = out.params  # replays the batch: synthesizer.apply(source_image, params)

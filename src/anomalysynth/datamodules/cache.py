@@ -159,6 +159,7 @@ class CachedSyntheticDataset(Dataset):
             mask_path=None,
             source_image=entry["source_image"],
             anomaly_strength=entry["strength"],
+            synthesis_params=entry.get("params"),
         )
 
 
@@ -174,6 +175,7 @@ def make_entry(source: SyntheticAnomalyDataset, index: int) -> dict[str, Any]:
         "source_image": item.source_image.contiguous(),  # type: ignore[union-attr]
         "source_index": index,
         "source_key": str(item.image_path),
+        "params": {k: v.contiguous() for k, v in (item.synthesis_params or {}).items()},
     }
 
 

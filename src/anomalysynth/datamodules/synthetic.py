@@ -13,8 +13,7 @@ anomalies on the accelerator.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,9 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 from torchvision.tv_tensors import Image, Mask
 
-from anomalysynth.synth import Synthesizer, SynthOutput
+from anomalysynth.seeding import sample_generator
+from anomalysynth.synth import Synthesizer
+from anomalysynth.synth.keyed import resolve_anomaly_ratio, synthesize_keyed
 
 __all__ = [
     "EpochSampler",
@@ -34,6 +35,8 @@ __all__ = [
     "sample_generator",
     "synthesize_keyed",
 ]
+# ``sample_generator`` and ``synthesize_keyed`` live in ``anomalysynth.seeding`` and
+# ``anomalysynth.synth.keyed``; they are re-exported here for existing imports.
 
 
 @dataclass
@@ -42,48 +45,19 @@ class SyntheticImageItem(ImageItem):
 
     source_image: Tensor | None = None
     anomaly_strength: Tensor | None = None
+    synthesis_params: dict[str, Tensor] | None = None
 
 
 @dataclass
 class SyntheticImageBatch(ImageBatch):
-    """An ``ImageBatch`` with ``source_image`` (B, C, H, W) and ``anomaly_strength`` (B,)."""
+    """An ``ImageBatch`` with ``source_image`` (B, C, H, W), ``anomaly_strength`` (B,) and
+    ``synthesis_params`` (batch-first; ``synthesizer.apply(batch.source_image, batch.synthesis_params)``
+    replays the batch's anomalies)."""
 
     item_class = SyntheticImageItem
     source_image: Tensor | None = None
     anomaly_strength: Tensor | None = None
-
-
-def sample_generator(seed: int, key: str | int, epoch: int = 0) -> torch.Generator:
-    """The generator of one sample: a function of (seed, epoch, key) only."""
-    digest = hashlib.blake2b(f"{seed}|{epoch}|{key}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-
-
-def synthesize_keyed(
-    synthesizer: Synthesizer,
-    images: Tensor,
-    keys: Sequence[str | int],
-    seed: int,
-    anomaly_ratio: float,
-    epoch: int = 0,
-) -> SynthOutput:
-    """Synthesize a batch where sample ``i`` is decided and drawn from ``sample_generator(seed, keys[i], epoch)``.
-
-    A sample is made anomalous with probability ``anomaly_ratio`` (first draw of its
-    generator); the others are returned unchanged with an empty mask and label 0.
-    """
-    b, _, h, w = images.shape
-    gens = [sample_generator(seed, key, epoch) for key in keys]
-    anomalous = [bool(torch.rand((), generator=g) < anomaly_ratio) for g in gens]
-    image, mask = images.clone(), images.new_zeros(b, 1, h, w)
-    label = torch.zeros(b, dtype=torch.long, device=images.device)
-    strength = images.new_zeros(b)
-    idx = [i for i, a in enumerate(anomalous) if a]
-    if idx:
-        out = synthesizer(images[idx], generator=[gens[i] for i in idx])
-        index = torch.tensor(idx, device=images.device)
-        image[index], mask[index], label[index], strength[index] = out.image, out.mask, out.label, out.strength
-    return SynthOutput(image=image, mask=mask, label=label, strength=strength, params={})
+    synthesis_params: dict[str, Tensor] | None = None
 
 
 class SyntheticAnomalyDataset(Dataset):
@@ -93,10 +67,15 @@ class SyntheticAnomalyDataset(Dataset):
         dataset: an anomalib image dataset (items with ``image``) or any dataset of
             (C, H, W) float tensors in [0, 1] (or tuples whose first entry is one).
         synthesizer: the anomaly synthesizer.
-        anomaly_ratio: fraction of items made anomalous; the others stay normal.
+        anomaly_ratio: probability that an item is made anomalous; the others stay
+            normal. The one coin: ``None`` takes the synthesizer's own ratio, and a
+            synthesizer built with a ratio other than 1 next to a different number here
+            is refused.
         seed: base seed of every item's generator.
-        reseed_every_epoch: draw fresh anomalies each epoch (use :class:`EpochSampler`
-            or call :meth:`set_epoch`); otherwise item ``i`` is the same every epoch.
+        reseed_every_epoch: fresh anomalies each epoch (the default, as DRAEM and
+            RealNet train), deterministic per ``(seed, epoch, key)``: use
+            :class:`EpochSampler` or call :meth:`set_epoch`. ``False`` keeps one fixed
+            set: item ``i`` is the same every epoch.
         repeats: each source image appears this many times per epoch, each time with
             its own anomaly (repeat ``r > 0`` is keyed ``"<key>#r"``); for few-shot
             training, where a handful of images must yield many anomalies.
@@ -106,18 +85,16 @@ class SyntheticAnomalyDataset(Dataset):
         self,
         dataset: Dataset,
         synthesizer: Synthesizer,
-        anomaly_ratio: float = 0.5,
+        anomaly_ratio: float | None = 0.5,
         seed: int = 0,
-        reseed_every_epoch: bool = False,
+        reseed_every_epoch: bool = True,
         repeats: int = 1,
     ) -> None:
         if not isinstance(synthesizer, Synthesizer):
             raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
-        if not 0.0 <= anomaly_ratio <= 1.0:
-            raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
         self.dataset = dataset
         self.synthesizer = synthesizer
-        self.anomaly_ratio = float(anomaly_ratio)
+        self.anomaly_ratio = resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SyntheticAnomalyDataset")
         self.seed = int(seed)
         self.reseed_every_epoch = bool(reseed_every_epoch)
         self.repeats = check_repeats(repeats)
@@ -174,6 +151,7 @@ class SyntheticAnomalyDataset(Dataset):
             mask_path=None,
             source_image=image,
             anomaly_strength=out.strength[0],
+            synthesis_params={k: v[0] for k, v in out.params.items()},
         )
 
 

@@ -19,6 +19,7 @@ from anomalysynth.datamodules.synthetic import (
 )
 from anomalysynth.files import home_dir
 from anomalysynth.synth import Synthesizer
+from anomalysynth.synth.keyed import resolve_anomaly_ratio
 
 __all__ = ["SyntheticAnomalyDataModule", "default_cache_dir"]
 
@@ -39,12 +40,17 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
     Args:
         datamodule: the wrapped anomalib datamodule (``Folder``, ``MVTecAD``, the demo, ...).
         synthesizer: the anomaly synthesizer.
-        anomaly_ratio: fraction of training items made anomalous.
+        anomaly_ratio: probability that a training item is made anomalous: the one coin
+            (``None`` takes the synthesizer's own ratio; a synthesizer built with a
+            ratio other than 1 next to a different number here is refused).
         mode: ``"on_the_fly"`` (synthesized in the DataLoader workers) or ``"cached"``
             (read from a bank on disk, built on first use; see :class:`SynthesisCache`).
         cache_dir: folder of banks for ``"cached"`` (default ``~/.cache/anomalysynth/banks``).
         seed: base seed of the anomalies.
-        reseed_every_epoch: fresh anomalies every epoch (``"on_the_fly"`` only).
+        reseed_every_epoch: fresh anomalies every epoch, deterministic per
+            ``(seed, epoch, key)``; ``None`` (default) means yes for ``"on_the_fly"``
+            and no for ``"cached"`` (a bank is one fixed set). ``False`` trains on one
+            fixed set of anomalies.
         train_batch_size: overrides the wrapped module's training batch size.
         num_workers: overrides the wrapped module's number of workers.
         num_shots: few-shot training: keep only this many normal training images,
@@ -58,11 +64,11 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self,
         datamodule: AnomalibDataModule,
         synthesizer: Synthesizer,
-        anomaly_ratio: float = 0.5,
+        anomaly_ratio: float | None = 0.5,
         mode: Literal["on_the_fly", "cached"] = "on_the_fly",
         cache_dir: str | Path | None = None,
         seed: int = 0,
-        reseed_every_epoch: bool = False,
+        reseed_every_epoch: bool | None = None,
         train_batch_size: int | None = None,
         num_workers: int | None = None,
         num_shots: int | None = None,
@@ -76,10 +82,10 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
         if mode not in ("on_the_fly", "cached"):
             raise ValueError(f"`mode` must be 'on_the_fly' or 'cached'; got {mode!r}.")
-        if not 0.0 <= anomaly_ratio <= 1.0:
-            raise ValueError(f"`anomaly_ratio` must lie in [0, 1]; got {anomaly_ratio}.")
         if num_shots is not None and num_shots < 1:
             raise ValueError(f"`num_shots` must be >= 1; got {num_shots}.")
+        if reseed_every_epoch is None:
+            reseed_every_epoch = mode == "on_the_fly"
         if mode == "cached" and reseed_every_epoch:
             raise ValueError("`reseed_every_epoch` needs mode='on_the_fly': a cached bank is fixed.")
         super().__init__(
@@ -90,7 +96,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         )
         self.datamodule = datamodule
         self.synthesizer = synthesizer
-        self.anomaly_ratio = float(anomaly_ratio)
+        self.anomaly_ratio = resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SyntheticAnomalyDataModule")
         self.mode = mode
         self.cache = SynthesisCache(cache_dir if cache_dir is not None else default_cache_dir())
         self.synthesis_seed = int(seed)
