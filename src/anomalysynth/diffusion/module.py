@@ -11,10 +11,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
 from torch import Tensor
 
 from anomalysynth.diffusion.losses import DiffusionSchedule, hybrid_loss
+from anomalysynth.diffusion.networks import build_networks, read_checkpoint
+from anomalysynth.diffusion.sampler import SDASSampler
 
 __all__ = ["NormalImageDiffusion", "batch_images"]
 
@@ -79,35 +80,18 @@ class NormalImageDiffusion(pl.LightningModule):
         vertical_flip: bool = False,
     ) -> None:
         super().__init__()
-        if len(attention_levels) != len(block_out_channels):
-            raise ValueError(
-                f"`attention_levels` needs one flag per level ({len(block_out_channels)}); got {len(attention_levels)}."
-            )
-        if image_size % (2 ** (len(block_out_channels) - 1)):
-            raise ValueError(
-                f"`image_size` {image_size} must be divisible by {2 ** (len(block_out_channels) - 1)} "
-                f"for {len(block_out_channels)} UNet levels."
-            )
+        self.unet, self.scheduler = build_networks(
+            image_size,
+            channels,
+            block_out_channels,
+            layers_per_block,
+            attention_levels,
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+        )
         self.save_hyperparameters()
-        self.unet = UNet2DModel(
-            sample_size=image_size,
-            in_channels=channels,
-            out_channels=2 * channels,
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=layers_per_block,
-            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
-            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
-            norm_num_groups=min(32, min(block_out_channels)),
-        )
         self.ema_unet = copy.deepcopy(self.unet).requires_grad_(False)
-        self.scheduler = DDPMScheduler(
-            num_train_timesteps=num_train_timesteps,
-            beta_start=beta_start,
-            beta_end=beta_end,
-            beta_schedule="linear",
-            variance_type="learned_range",
-            clip_sample=True,
-        )
         self.schedule = DiffusionSchedule.from_alphas_cumprod(self.scheduler.alphas_cumprod).tensors()
         self.ema_updates = 0
 
@@ -161,10 +145,8 @@ class NormalImageDiffusion(pl.LightningModule):
         self.ema_updates = int(checkpoint.get("ema_updates", 0))
 
     # -- sampling and export ------------------------------------------------------------------------
-    def sampler(self, num_steps: int = 20, method: str = "ddpm", ema: bool = True) -> Any:
+    def sampler(self, num_steps: int = 20, method: str = "ddpm", ema: bool = True) -> SDASSampler:
         """An :class:`~anomalysynth.diffusion.SDASSampler` on the (EMA) weights."""
-        from anomalysynth.diffusion.sampler import SDASSampler
-
         return SDASSampler(self.ema_unet if ema else self.unet, self.scheduler, num_steps=num_steps, method=method)
 
     def save_pretrained(self, folder: str | Path, ema: bool = True) -> Path:
@@ -177,11 +159,7 @@ class NormalImageDiffusion(pl.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> NormalImageDiffusion:
         """Load a Lightning checkpoint with ``weights_only=True``."""
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
-            raise ValueError(
-                f"{str(path)!r} is not a NormalImageDiffusion checkpoint (no hyper_parameters/state_dict)."
-            )
+        checkpoint = read_checkpoint(path, map_location)
         accepted = inspect.signature(cls.__init__).parameters
         # LightningCLI adds bookkeeping keys such as ``_class_path`` to the hyperparameters
         module = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted})

@@ -19,6 +19,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from anomalysynth.diffusion.networks import ema_networks_from_checkpoint
+
 __all__ = ["SDASSampler", "load_diffusion", "has_learned_variance"]
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -48,10 +50,7 @@ def load_diffusion(path: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
             )
         return UNet2DModel.from_pretrained(path / "unet"), DDPMScheduler.from_pretrained(path / "scheduler")
     if path.is_file():
-        from anomalysynth.diffusion.module import NormalImageDiffusion
-
-        module = NormalImageDiffusion.from_checkpoint(path)
-        return module.ema_unet, module.scheduler
+        return ema_networks_from_checkpoint(path)
     raise ValueError(
         f"Diffusion checkpoint {str(path)!r} does not exist; pass a .ckpt file or a save_pretrained folder."
     )
