@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-__all__ = ["atomic_write_bytes", "home_dir", "torch_bytes"]
+__all__ = ["atomic_write_bytes", "home_dir", "save_png_atomic", "torch_bytes"]
 
 
 def home_dir() -> Path:
@@ -39,3 +40,10 @@ def torch_bytes(obj: object) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
+
+
+def save_png_atomic(image: Image.Image, path: str | Path) -> Path:
+    """Write a PNG through a temporary file in the same folder and rename it into place."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())

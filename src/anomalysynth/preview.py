@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from anomalysynth.files import atomic_write_bytes
+from anomalysynth.files import save_png_atomic
 from anomalysynth.synth import Synthesizer, SynthOutput
 from anomalysynth.synth.keyed import synthesize_keyed
 from anomalysynth.synth.textures import IMAGE_EXTENSIONS
@@ -73,13 +72,6 @@ def preview_grid(images: Tensor, out: SynthOutput) -> Image.Image:
             pixels = (batch[col].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
             canvas.paste(Image.fromarray(pixels), (x, header + gap + row * (h + gap)))
     return canvas
-
-
-def save_png_atomic(image: Image.Image, path: str | Path) -> Path:
-    """Write a PNG through a temporary file in the same folder and rename it into place."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _to_rgb(images: Tensor) -> Tensor:

@@ -22,3 +22,15 @@ def test_grids_are_written_every_n_epochs_and_at_the_end(tmp_path):
 def test_bad_interval():
     with pytest.raises(ValueError, match="every_n_epochs"):
         DiffusionSampleGrid(every_n_epochs=0)
+
+
+def test_grids_are_written_atomically_and_read_back_exactly(tmp_path):
+    import numpy as np
+
+    from anomalysynth.files import save_png_atomic
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    path = save_png_atomic(Image.fromarray(pixels), tmp_path / "sub" / "grid.png")
+    with Image.open(path) as img:
+        assert np.array_equal(np.asarray(img), pixels)
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary file left behind

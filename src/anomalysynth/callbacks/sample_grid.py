@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 
+from anomalysynth.files import save_png_atomic
+
 __all__ = ["DiffusionSampleGrid"]
 
 
@@ -63,7 +65,6 @@ class DiffusionSampleGrid(pl.Callback):
     @rank_zero_only
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from anomalysynth.diffusion.grid import strength_grid
-        from anomalysynth.preview import save_png_atomic
 
         make_sampler = getattr(pl_module, "sampler", None)
         if not callable(make_sampler):
