@@ -19,10 +19,7 @@ and derives the label from the mask, so no subclass can break those promises.
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -30,7 +27,11 @@ import torch
 from torch import Tensor
 
 from anomalysynth.seeding import GeneratorLike, per_sample_generators
+from anomalysynth.synth.config import config_of
 from anomalysynth.synth.foreground import FOREGROUND_METHODS, foreground_mask
+
+# the registry lives in its own module; these names stay importable from here
+from anomalysynth.synth.registry import available_synthesizers, create_synthesizer, register_synthesizer
 
 __all__ = [
     "GeneratorLike",
@@ -76,18 +77,25 @@ class Synthesizer(torch.nn.Module):
             (grey-level threshold plus morphological closing and opening).
         foreground_invert: invert the thresholded foreground (dark objects on a
             bright background).
+
+    Performance knobs (none changes a result; all are class attributes or hooks):
+
+    * ``chunk_size`` / ``_chunk_size(images)``: samples synthesized at once inside
+      ``apply``, so a chunk's working set stays in cache (default 8; a compiled path
+      that schedules single samples itself takes the whole batch).
+    * ``exact_outside_mask``: set by methods whose ``_synthesize`` returns the input,
+      bit for bit, wherever the mask is 0 (the contract tests check it); without a
+      foreground the final masked copy is then skipped.
+    * ``_synthesize_into(images, params, image_out, mask_out)``: with
+      ``exact_outside_mask``, writes the output in place instead of returning it.
+
+    And one capability flag: ``needs_foreground``, for methods that need the foreground
+    while generating (they read ``params["_foreground"]``).
     """
 
     name: ClassVar[str] = "synthesizer"
-    #: samples processed at once inside ``apply`` (results do not depend on it)
     chunk_size: int = 8
-
-    #: set by methods that need the foreground while generating (``params["_foreground"]``)
     needs_foreground: bool = False
-
-    #: set by methods whose ``_synthesize`` returns the input, bit for bit, wherever its
-    #: mask is 0 (the contract tests check it): without a foreground the final masked
-    #: copy is then a plain copy
     exact_outside_mask: bool = False
 
     def __init__(
@@ -306,33 +314,14 @@ class Synthesizer(torch.nn.Module):
         return foreground_mask(images, method=self.foreground, invert=self.foreground_invert)
 
     def config(self) -> dict[str, object]:
-        """Constructor arguments as plain data (JSON-able); keys the synthesis cache."""
-        out: dict[str, object] = {"class": f"{type(self).__module__}.{type(self).__qualname__}"}
-        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
-            if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                continue
-            value = getattr(self, name, parameter.default)
-            out[name] = _plain(value)
-        return out
+        """Constructor arguments as plain data (JSON-able); keys the synthesis cache.
+
+        :func:`anomalysynth.synth.config.from_config` builds the same synthesizer again.
+        """
+        return config_of(self)
 
     def extra_repr(self) -> str:
         return f"anomaly_ratio={self.anomaly_ratio}, foreground={self.foreground!r}"
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Synthesizer):
-        return value.config()
-    if isinstance(value, torch.nn.ModuleList | list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return type(value).__name__
 
 
 # ---------------------------------------------------------------------- validation
@@ -398,32 +387,3 @@ def _check_params(params: dict[str, Tensor], batch: int) -> None:
 def slice_params(params: dict[str, Tensor], index: Tensor | slice) -> dict[str, Tensor]:
     """Select samples from batch-first parameters."""
     return {k: v[index] for k, v in params.items()}
-
-
-# ---------------------------------------------------------------------- registry
-_REGISTRY: dict[str, type[Synthesizer]] = {}
-
-
-def register_synthesizer(name: str) -> Callable[[type[Synthesizer]], type[Synthesizer]]:
-    """Class decorator that registers a synthesizer under ``name``."""
-
-    def decorator(cls: type[Synthesizer]) -> type[Synthesizer]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"A synthesizer named {name!r} is already registered ({_REGISTRY[name].__name__}).")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def available_synthesizers() -> list[str]:
-    """Names accepted by :func:`create_synthesizer`, sorted."""
-    return sorted(_REGISTRY)
-
-
-def create_synthesizer(name: str, **kwargs: object) -> Synthesizer:
-    """Build a registered synthesizer by name, e.g. ``create_synthesizer("perlin_texture", texture_dir="dtd")``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown synthesizer {name!r}; expected one of {available_synthesizers()}.")
-    return _REGISTRY[name](**kwargs)  # type: ignore[arg-type]

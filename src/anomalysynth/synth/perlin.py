@@ -17,9 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from anomalysynth.synth.kernels import check_lattice, kernels_enabled, perlin_noise_cpu
-
-__all__ = ["MAX_LATTICE", "perlin_mask", "perlin_noise", "perlin_noise_mask", "rotation_grid"]
+__all__ = ["MAX_LATTICE", "check_lattice", "perlin_mask", "perlin_noise", "perlin_noise_mask", "rotation_grid"]
 
 MAX_LATTICE = 32  # 2**5, the largest DRAEM scale
 
@@ -59,8 +57,6 @@ def perlin_noise(
     res_y = res_y.to(device=device, dtype=torch.long)
     res_x = res_x.to(device=device, dtype=torch.long)
     check_lattice(res_y, res_x, grid)
-    if kernels_enabled(angles):
-        return perlin_noise_cpu((h, w), res_y, res_x, angles, rotation_deg)
     a, p = _fade_matrices(h, res_y, grid)
     bx, q = _fade_matrices(w, res_x, grid)
     gy, gx = _gradient_matrices(angles, res_y, res_x, a.shape[-1], bx.shape[-1], (h, w))
@@ -89,15 +85,14 @@ def perlin_noise_mask(
     rotation_deg: Tensor | None = None,
     threshold: float = 0.5,
 ) -> Tensor:
-    """``perlin_mask(perlin_noise(...), threshold)``: (B, 1, H, W) float32 binary mask.
-
-    On CPU the compiled kernel thresholds each sample while its noise is in cache.
-    """
-    if kernels_enabled(angles):
-        check_lattice(res_y, res_x, angles.shape[-1])
-        mask = perlin_noise_cpu(size, res_y, res_x, angles, rotation_deg, threshold=threshold)
-        return mask.unsqueeze(1)
+    """``perlin_mask(perlin_noise(...), threshold)``: (B, 1, H, W) float32 binary mask."""
     return perlin_mask(perlin_noise(size, res_y, res_x, angles, rotation_deg), threshold)
+
+
+def check_lattice(res_y: Tensor, res_x: Tensor, grid: int) -> None:
+    """Lattice resolutions must lie in [1, grid] (the angle grid is indexed with them)."""
+    if int(torch.maximum(res_y, res_x).max()) > grid or int(torch.minimum(res_y, res_x).min()) < 1:
+        raise ValueError(f"Lattice resolution must lie in [1, {grid}]; got {res_y.tolist()} x {res_x.tolist()}.")
 
 
 def _tile_pad(x: Tensor, pad_y: int, pad_x: int) -> Tensor:
