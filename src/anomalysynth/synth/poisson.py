@@ -160,7 +160,7 @@ def poisson_blend(
 def _solve_dirichlet(rhs: Tensor) -> Tensor:
     """Solve (4 I - adjacency) u = rhs on a (h, w) grid with zero Dirichlet boundary."""
     h, w = rhs.shape[-2:]
-    dtype = torch.float64 if rhs.device.type == "cpu" else torch.float32
+    dtype = torch.promote_types(rhs.dtype, torch.float32)
     x = rhs.to(dtype)
     coeff = _dst1(_dst1(x).transpose(-1, -2)).transpose(-1, -2)  # DST along W, then along H
     j = torch.arange(1, h + 1, device=rhs.device, dtype=dtype).view(h, 1)
