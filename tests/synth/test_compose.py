@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anomalysynth.synth import CutPaste, MemSegBlend, OneOf, PerlinTextureBlend
-from anomalysynth.synth.memseg import grid_shuffle
+from anomalysynth.synth import CutPaste, MemSegBlend, OneOf, PerlinTextureBlend, dispatch
+from anomalysynth.synth.augment import TextureAugment
+from anomalysynth.synth.sources import grid_shuffle
 from tests.conftest import photo_batch
 
 
@@ -41,8 +42,37 @@ def test_grid_shuffle_permutes_blocks():
 def test_memseg_uses_both_sources_and_its_opacity():
     images = photo_batch(8, 3).repeat(4, 1, 1, 1)
     out = MemSegBlend()(images, generator=torch.Generator().manual_seed(0))
-    assert 0 < int(out.params["use_structure"].sum()) < 32
+    assert 0 < int(out.params["source_choice"].sum()) < 32  # 1: structure, 0: texture
     assert (out.params["opacity"] >= 0.15).all()
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_memseg_structure_is_the_augmented_image_with_its_grid_cells_permuted(monkeypatch, kernels):
+    monkeypatch.setenv("ANOMALYSYNTH_KERNELS", kernels)
+    images = photo_batch(4, 3)  # 64 x 64: 8 x 8 cells of 8 x 8 pixels
+    synth = MemSegBlend(structure_ratio=1.0, opacity=(1.0, 1.0))
+    out = synth(images, generator=torch.Generator().manual_seed(2))
+    aug_params = {k[2:]: v for k, v in out.params.items() if k.startswith("1.aug_")}
+    augmented = dispatch.augment_textures(TextureAugment(), images, aug_params)
+    cells = augmented.unfold(2, 8, 8).unfold(3, 8, 8).reshape(4, 3, 64, 8, 8)  # (B, C, cell, 8, 8)
+    for i in range(4):
+        inside = out.mask[i, 0].unfold(0, 8, 8).unfold(1, 8, 8).reshape(64, 8, 8) > 0
+        got = out.image[i].unfold(1, 8, 8).unfold(2, 8, 8).reshape(3, 64, 8, 8)
+        used = []
+        for k in range(64):
+            if not bool(inside[k].any()):
+                continue
+            where = inside[k].expand(3, 8, 8)
+            # the output cell, where the mask is, is one cell of the augmented image, found by search
+            matches = [j for j in range(64) if torch.equal(got[:, k][where], cells[i, :, j][where])]
+            assert matches, f"sample {i}: cell {k} is no cell of the augmented image"
+            used.append((k, matches))
+        assert len(used) > 4
+        # a permutation: the cells fully inside the mask come from distinct source cells ...
+        full = [m[0] for k, m in used if bool(inside[k].all()) and len(m) == 1]
+        assert len(full) == len(set(full))
+        # ... and the cells moved
+        assert any(k not in m for k, m in used)
 
 
 def test_texture_folder_is_used(tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from anomalysynth.synth import available_synthesizers, create_synthesizer
+from anomalysynth.synth import OneOf, available_synthesizers, create_synthesizer, from_config
 from tests.conftest import anomalyany_kwargs, photo_batch
 
 NAMES = available_synthesizers()
@@ -164,3 +166,39 @@ def test_synthesizers_remain_ordinary_modules(synth):
     with pytest.raises(ValueError, match="params"):
         synth.apply(images)
     assert out.image.shape == images.shape
+
+
+def test_config_round_trip_rebuilds_the_same_synthesizer(synth):
+    config = synth.config()
+    json.dumps(config)  # plain data: it keys the synthesis cache
+    rebuilt = from_config(json.loads(json.dumps(config)))
+    assert type(rebuilt) is type(synth)
+    assert rebuilt.config() == config
+    images = photo_batch(4, 3)
+    a, b = synth(images, generator=gen(11)), rebuilt(images, generator=gen(11))
+    for field in ("image", "mask", "label", "strength"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_oneof_keeps_the_contract(synth, channels):
+    # the synthesizer as one child of a mixture: honest labels, untouched pixels outside the
+    # mask, replay, and batch independence all survive the composition
+    images = photo_batch(8, channels)
+    mix = OneOf([synth, create_synthesizer("cutpaste")], weights=[3, 1], anomaly_ratio=0.75)
+    out = mix(images, generator=[gen(200 + i) for i in range(8)])
+    assert torch.equal(out.label, (out.mask.flatten(1).amax(1) > 0).long())
+    outside = (out.mask == 0).expand_as(images)
+    assert torch.equal(out.image[outside], images[outside])
+    assert torch.equal(out.strength[out.label == 0], torch.zeros(int((out.label == 0).sum())))
+    replay = mix.apply(images, out.params)
+    assert torch.equal(replay.image, out.image) and torch.equal(replay.mask, out.mask)
+    single = mix(images[5:6], generator=gen(205))
+    assert torch.equal(single.image[0], out.image[5]) and torch.equal(single.mask[0], out.mask[5])
+    chosen = out.params["choice"] == 0
+    if bool((chosen & out.params["anomalous"]).any()):
+        # where the synthesizer was chosen it ran with its own share of the parameters
+        child = {k[2:]: v for k, v in out.params.items() if k.startswith("0.")}
+        alone = synth.apply(images, child)
+        idx = torch.nonzero(chosen & out.params["anomalous"]).flatten()
+        assert torch.equal(alone.image[idx], out.image[idx]) and torch.equal(alone.mask[idx], out.mask[idx])

@@ -1,4 +1,4 @@
-"""The compiled CPU kernels agree with the torch reference code."""
+"""The compiled CPU kernels (synth/backends, reached through synth/dispatch) agree with the torch reference."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from anomalysynth.synth import create_synthesizer
 from anomalysynth.seeding import per_sample_generators
-from anomalysynth.synth.kernels import kernels_enabled
-from anomalysynth.synth.perlin import perlin_noise, perlin_noise_mask
-from anomalysynth.synth.perlin_texture import sample_perlin_params
-from anomalysynth.synth.textures import TextureAugment, generated_textures, sample_generated_textures
+from anomalysynth.synth import create_synthesizer, dispatch, perlin
+from anomalysynth.synth.augment import TextureAugment
+from anomalysynth.synth.dispatch import kernels_enabled
+from anomalysynth.synth.masks.perlin import sample_perlin_params
+from anomalysynth.synth.textures import generated_textures, sample_generated_textures
 
 pytestmark = pytest.mark.skipif(not kernels_enabled(torch.zeros(1)), reason="numba kernels unavailable")
 
@@ -29,12 +29,13 @@ def test_perlin_noise_matches_torch(monkeypatch: pytest.MonkeyPatch, size: tuple
     p = sample_perlin_params(per_sample_generators(torch.Generator().manual_seed(1), 12), (0, 5), (-90.0, 90.0))
     rotation = p["perlin_rotation"] if rotate else None
     args = (size, p["perlin_scale_y"], p["perlin_scale_x"], p["perlin_angles"], rotation)
-    fast = perlin_noise(*args)
-    reference = _torch_only(monkeypatch, lambda: perlin_noise(*args))
+    fast = dispatch.perlin_noise(*args)
+    reference = perlin.perlin_noise(*args)  # the reference is callable directly
+    assert torch.equal(_torch_only(monkeypatch, lambda: dispatch.perlin_noise(*args)), reference)
     assert fast.shape == reference.shape == (12, *size)
     assert torch.allclose(fast, reference, atol=1e-4)
-    mask = perlin_noise_mask(*args, threshold=0.5)
-    mask_ref = _torch_only(monkeypatch, lambda: perlin_noise_mask(*args, threshold=0.5))
+    mask = dispatch.perlin_noise_mask(*args, threshold=0.5)
+    mask_ref = perlin.perlin_noise_mask(*args, threshold=0.5)
     assert mask.shape == (12, 1, *size)
     # thresholding can only differ where the noise sits within rounding of 0.5
     assert (mask != mask_ref).float().mean() < 1e-3
@@ -43,10 +44,10 @@ def test_perlin_noise_matches_torch(monkeypatch: pytest.MonkeyPatch, size: tuple
 def test_weak_noise_is_rescaled_like_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     p = sample_perlin_params(per_sample_generators(torch.Generator().manual_seed(2), 4), (0, 0), (0.0, 0.0))
     args = ((32, 32), p["perlin_scale_y"], p["perlin_scale_x"], p["perlin_angles"], p["perlin_rotation"])
-    threshold = float(perlin_noise(*args).amax()) + 1e-3
+    threshold = float(perlin.perlin_noise(*args).amax()) + 1e-3
     assert threshold < 1
-    mask = perlin_noise_mask(*args, threshold=threshold)  # never exceeded: rescaled, never empty
-    mask_ref = _torch_only(monkeypatch, lambda: perlin_noise_mask(*args, threshold=threshold))
+    mask = dispatch.perlin_noise_mask(*args, threshold=threshold)  # never exceeded: rescaled, never empty
+    mask_ref = perlin.perlin_noise_mask(*args, threshold=threshold)
     assert bool((mask.flatten(1).amax(1) == 1).all())
     assert (mask != mask_ref).float().mean() < 1e-3
 
@@ -59,8 +60,8 @@ def test_each_texture_operation_matches_torch(monkeypatch: pytest.MonkeyPatch, c
     params = {**sample_generated_textures(gens), **aug.sample(gens)}
     params["aug_ops"] = torch.full_like(params["aug_ops"], op)  # the operation three times
     textures = generated_textures(params, (48, 40))[:, :channels].contiguous()
-    fast = aug(textures, params)
-    reference = _torch_only(monkeypatch, lambda: aug(textures, params))
+    fast = dispatch.augment_textures(aug, textures, params)
+    reference = aug(textures, params)
     diff = (fast - reference).abs()
     # 8-bit levels: a value on a rounding edge may land one level off, and rarely carry on
     assert (diff > 1.5 / 255).float().mean() < 2e-3
@@ -72,7 +73,7 @@ def test_random_operation_sequences_match_torch(monkeypatch: pytest.MonkeyPatch)
     aug = TextureAugment()
     params = {**sample_generated_textures(gens), **aug.sample(gens)}
     textures = generated_textures(params, (64, 64))
-    diff = (aug(textures, params) - _torch_only(monkeypatch, lambda: aug(textures, params))).abs()
+    diff = (dispatch.augment_textures(aug, textures, params) - aug(textures, params)).abs()
     assert (diff > 1.5 / 255).float().mean() < 1e-3
 
 
@@ -121,11 +122,49 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
     assert torch.equal(one.image, two.image) and torch.equal(one.mask, two.mask)
 
 
-def test_kernels_take_only_cpu_float32() -> None:
+def test_kernels_take_only_cpu_float32_and_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kernels_enabled(torch.zeros(2))
     assert not kernels_enabled(torch.zeros(2, dtype=torch.float64))
+    monkeypatch.setenv("ANOMALYSYNTH_KERNELS", "0")
+    assert not kernels_enabled(torch.zeros(2))
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
         assert not kernels_enabled(torch.zeros(2, device="cuda"))
+
+
+def test_reference_modules_import_nothing_compiled() -> None:
+    import ast
+    import inspect
+
+    from anomalysynth.synth import augment, blended, textures
+    from anomalysynth.synth.masks import perlin as perlin_mask
+    from anomalysynth.synth.sources import generated, structure
+
+    for module in (perlin, augment, textures, perlin_mask, generated, structure, blended):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any("numba" in n or "backends" in n for n in names), (module.__name__, names)
+
+
+@pytest.mark.parametrize("name", ["memseg", "mix"])
+def test_rendered_sources_take_the_fused_pass_and_match_torch(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from anomalysynth.synth import BlendedSynthesizer
+    from anomalysynth.synth.blends import AlphaBlend
+    from anomalysynth.synth.masks import PerlinMask
+    from anomalysynth.synth.sources import GeneratedTextureSource, NegativeSource, SourceMixture
+
+    if name == "memseg":
+        synth = create_synthesizer("memseg")
+    else:
+        source = SourceMixture([GeneratedTextureSource(), NegativeSource()])
+        synth = BlendedSynthesizer(PerlinMask(), source, AlphaBlend(min_change=0.05))
+    images = torch.rand(6, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    fast = synth(images, generator=torch.Generator().manual_seed(1))
+    reference = _torch_only(monkeypatch, lambda: synth(images, params=fast.params))
+    assert (fast.mask != reference.mask).float().mean() < 2e-3
+    both = ((fast.mask > 0) & (reference.mask > 0)).expand_as(images)
+    assert ((fast.image - reference.image).abs()[both] > 1.5 / 255).float().mean() < 2e-3
+    torch.testing.assert_close(fast.strength, reference.strength)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
