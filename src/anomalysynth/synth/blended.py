@@ -57,7 +57,7 @@ class BlendedSynthesizer(Synthesizer):
         super().__init__(anomaly_ratio, foreground, foreground_invert)
         for name, part, kind in (("mask", mask, MaskGenerator), ("source", source, AnomalySource), ("blend", blend, Blend)):
             if not isinstance(part, kind):
-                raise ValueError(f"`{name}` must be a {kind.__name__}; got {type(part).__name__}.")
+                raise ValueError(f"`{name}` must be an instance of {kind.__name__}; got {type(part).__name__}.")
         self.mask = mask
         self.source = source
         self.blend = blend
