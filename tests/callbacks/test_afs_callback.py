@@ -10,7 +10,7 @@ from anomalysynth.callbacks import AnomalyAwareFeatureSelection
 from anomalysynth.datamodules import SyntheticAnomalyDataModule
 from anomalysynth.synth import create_synthesizer
 from tests.conftest import quiet_trainer
-from tests.models.test_realnet import CHANNELS, TinyExtractor
+from tests.models.tiny_realnet import CHANNELS, TinyExtractor
 
 
 class TinyAFSModule(pl.LightningModule):
@@ -70,3 +70,31 @@ def test_afs_rejects_bad_arguments_and_modules(tiny_folder, tmp_path):
     module.afs_dims = [4, 6, 8, 99]
     with pytest.raises(ValueError, match=r"dims\[3\]"):
         fit(module, dm, AnomalyAwareFeatureSelection(num_batches=1), tmp_path)
+
+
+class TinyWarmUpModule(TinyAFSModule):
+    """A module with its own warm-up: the callback hands it the plan instead of selecting itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan = None
+        self.steps: list[str] = []
+
+    def request_feature_selection(self, plan):
+        self.steps.append("plan handed over")
+        self.plan = plan
+
+    def on_fit_start(self):
+        self.steps.append("warm-up")
+        self.plan.apply(self, self.trainer.datamodule.train_dataloader(), self.device)
+        self.steps.append("selected" if self.indices is not None else "not selected")
+
+
+def test_a_module_with_a_warm_up_runs_the_callbacks_plan_itself(tiny_folder, tmp_path):
+    dm = SyntheticAnomalyDataModule(tiny_folder, create_synthesizer("cutpaste"), anomaly_ratio=1.0)
+    module = TinyWarmUpModule()
+    callback = AnomalyAwareFeatureSelection(num_batches=1, dims=[2, 3, 4, 5])
+    fit(module, dm, callback, tmp_path)
+    assert module.steps == ["plan handed over", "warm-up", "selected"]
+    assert module.plan is callback.plan and [len(i) for i in module.indices] == [2, 3, 4, 5]
+    assert not callback.computed  # the module's warm-up selected, not the callback

@@ -22,13 +22,15 @@ from tqdm.auto import tqdm
 
 from anomalysynth.backbones import create_timm_model
 from anomalysynth.models.preprocess import pre_process
-from anomalysynth.models.realnet.torch_model import RealNetModel, reconstruction_residuals
+from anomalysynth.models.realnet.checkpoint import upgrade_state_dict
+from anomalysynth.models.realnet.features import FeatureStatistics, default_dims
+from anomalysynth.models.realnet.reconstruction import reconstruction_residuals
+from anomalysynth.models.realnet.torch_model import RealNetModel
+from anomalysynth.selection import AFSPlan, save_indices, train_loader
 
 __all__ = ["RealNet"]
 
 _LEVEL_REDUCTIONS = (4, 8, 16, 32)
-# RealNet's {256, 512, 512, 256} of WideResNet50's {256, 512, 1024, 2048} channels, by stride
-_DIMS_FRACTION = {4: 1.0, 8: 1.0, 16: 0.5, 32: 0.125}
 
 
 class RealNet(AnomalibModule):
@@ -41,10 +43,15 @@ class RealNet(AnomalibModule):
     :class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection` to choose the
     channels by AFS; without it the first ``dims[k]`` channels are used.
 
+    Before fit, :meth:`warm_up` passes over the training data in a fixed order: AFS
+    (when requested and not yet done), then the feature statistics (when
+    ``standardize_features`` and not yet measured).
+
     Args:
         backbone: timm name; the default has offline weights.
         weights: a weights file for backbones without offline weights.
-        dims: channels kept per level (default scaled from RealNet's {256, 512, 512, 256}).
+        dims: channels kept per level (default: RealNet's {256, 512, 512, 256} for
+            WideResNet50 scaled by stride, :func:`~anomalysynth.models.realnet.default_dims`).
         rrs_ratio: fraction of residual channels kept by RRS.
         lr: Adam learning rate.
         standardize_features: before training, measure each backbone channel's mean and
@@ -119,15 +126,10 @@ class RealNet(AnomalibModule):
             )
         extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
         channels = extractor.feature_info.channels()
-        if dims is None:
-            # RealNet's dims for WideResNet50 as fractions of each stride's channels; finer levels keep all
-            dims = [
-                max(8, min(c, round(c * _DIMS_FRACTION.get(r, 1.0)))) for r, c in zip(levels, channels, strict=True)
-            ]
         self.model: RealNetModel = RealNetModel(
             extractor,
             channels,
-            dims,
+            dims if dims is not None else default_dims(channels, levels),
             rrs_ratio,
             score_pool=score_pool,
             discriminator_features=discriminator_features,
@@ -142,6 +144,7 @@ class RealNet(AnomalibModule):
         self.standardize_features = bool(standardize_features)
         self.feature_stats_batches = int(feature_stats_batches)
         self.register_buffer("afs_done", torch.tensor(False))
+        self._feature_selection_plan: AFSPlan | None = None
         if init_weights is not None:
             self.load_weights(init_weights)
 
@@ -155,9 +158,9 @@ class RealNet(AnomalibModule):
         if not isinstance(state, dict):
             raise ValueError(f"`init_weights`: {str(path)!r} holds no state dict.")
         wanted = {k: v for k, v in state.items() if k.startswith("model.") or k == "afs_done"}
+        upgrade_state_dict(wanted, "model.", self.model.channels)
         own = {k for k in self.state_dict() if k.startswith("model.") or k == "afs_done"}
-        # older checkpoints lack the residual scale: it loads as unmeasured (see `_warn_unmeasured_residual`)
-        missing = sorted(own - wanted.keys() - {"model.residual_scale", "model.residual_scale_done"})
+        missing = sorted(own - wanted.keys())
         mismatched = sorted(k for k in own & wanted.keys() if self.state_dict()[k].shape != wanted[k].shape)
         if missing or mismatched:
             raise ValueError(
@@ -183,12 +186,40 @@ class RealNet(AnomalibModule):
     def feature_selection_done(self) -> bool:
         return bool(self.afs_done)
 
-    # ------------------------------------------------------------------ training
-    def on_fit_start(self) -> None:
-        if self.standardize_features and not bool(self.model.feature_stats_done):
-            from anomalysynth.callbacks.afs import train_loader
+    def request_feature_selection(self, plan: AFSPlan) -> None:
+        """Run ``plan`` as the first step of the next :meth:`warm_up` (the AFS callback calls this in ``setup``)."""
+        self._feature_selection_plan = plan
 
-            self.measure_feature_statistics(train_loader(self.trainer))
+    # ------------------------------------------------------------------ warm-up and training
+    def on_fit_start(self) -> None:
+        trainer = self.trainer
+        try:
+            self.warm_up(
+                train_loader(trainer),
+                self._feature_selection_plan,
+                write_cache=trainer.is_global_zero,
+                progress=trainer.is_global_zero,
+            )
+        finally:
+            self._feature_selection_plan = None
+
+    def warm_up(
+        self, loader: Any, feature_selection: AFSPlan | None = None, write_cache: bool = True, progress: bool = True
+    ) -> None:
+        """The passes over the training data before fit, in this order:
+
+        1. AFS with ``feature_selection`` (see :class:`~anomalysynth.selection.AFSPlan`), unless
+           the channels are already selected (a checkpoint, ``init_weights``);
+        2. the feature statistics (:meth:`measure_feature_statistics`), when
+           ``standardize_features`` and not yet measured. They cover every channel, so
+           they do not depend on step 1; the order is fixed all the same.
+
+        ``loader`` yields raw training batches; each step iterates it afresh.
+        """
+        if feature_selection is not None and not self.feature_selection_done:
+            feature_selection.apply(self, loader, self.device, write_cache=write_cache, progress=progress)
+        if self.standardize_features and not bool(self.model.feature_stats_done):
+            self.measure_feature_statistics(loader)
 
     @torch.no_grad()
     def measure_feature_statistics(self, loader: Any) -> None:
@@ -198,31 +229,12 @@ class RealNet(AnomalibModule):
         used when the batches have it (synthetic training data), else ``image``; up to
         ``feature_stats_batches`` batches, accumulated in float64.
         """
-        sums: list[Tensor] = []
-        squares: list[Tensor] = []
-        counts: list[int] = []
+        statistics = FeatureStatistics()
         for images in self._clean_images(loader, "Feature statistics"):
-            features = self.model.extract(images)
-            if not sums:
-                sums = [torch.zeros(f.shape[1], dtype=torch.float64, device=f.device) for f in features]
-                squares = [torch.zeros_like(t) for t in sums]
-                counts = [0] * len(features)
-            for k, f in enumerate(features):
-                f = f.double()
-                sums[k] += f.sum(dim=(0, 2, 3))
-                squares[k] += f.pow(2).sum(dim=(0, 2, 3))
-                counts[k] += f.shape[0] * f.shape[2] * f.shape[3]
-        if not counts:
+            statistics.update(self.model.extract(images))
+        if not statistics.counts:
             raise ValueError("RealNet: the training data loader gave no batches to measure feature statistics on.")
-        means = [t / n for t, n in zip(sums, counts, strict=True)]
-        # a constant channel keeps std 1 (it carries no signal; dividing would blow it up)
-        stds = []
-        for q, n, m in zip(squares, counts, means, strict=True):
-            std = (q / n - m.pow(2)).clamp_min(0).sqrt()
-            stds.append(torch.where(std > 1e-6, std, torch.ones_like(std)))
-        means = [m.float() for m in means]
-        stds = [v.float() for v in stds]
-        self.model.set_feature_statistics(means, stds)
+        self.model.set_feature_statistics(*statistics.result())
 
     def _clean_images(self, loader: Any, desc: str) -> Iterator[Tensor]:
         """Pre-processed clean images of up to ``feature_stats_batches`` raw batches, on the module's device:
@@ -346,6 +358,5 @@ class RealNet(AnomalibModule):
         return pre_process(self, images, size)
 
     def save_feature_selection(self, path: str | Path) -> None:
-        from anomalysynth.callbacks.afs import save_indices
-
+        """Write the selected channel indices as the AFS callback's ``cache_path`` reads them."""
         save_indices(path, self.model.selections)

@@ -8,13 +8,17 @@ channels with the LOWEST error respond most like the anomalies and are kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
-__all__ = ["AFSAccumulator", "afs_channel_errors", "select_channels"]
+from anomalysynth.selection.protocol import FeatureSelectable
+
+__all__ = ["AFSAccumulator", "accumulate_afs", "afs_channel_errors", "select_channels"]
 
 
 def afs_channel_errors(features_anomalous: Tensor, features_normal: Tensor, mask: Tensor) -> Tensor:
@@ -55,6 +59,44 @@ class AFSAccumulator:
         self.samples += mask.shape[0]
 
     def select(self, dims: Sequence[int]) -> list[Tensor]:
+        """Per level, the sorted indices of the ``dims[k]`` channels with the lowest summed error."""
         if self.errors is None:
             raise RuntimeError("AFS saw no synthetic batches: nothing to select from.")
+        if len(dims) != len(self.errors):
+            raise ValueError(f"AFS needs one entry of `dims` per level ({len(self.errors)}); got {list(dims)}.")
+        for k, (errors, d) in enumerate(zip(self.errors, dims, strict=True)):
+            if d > errors.numel():
+                raise ValueError(f"`dims[{k}]` = {d} is larger than layer {k} ({errors.numel()} channels).")
         return [select_channels(e, d) for e, d in zip(self.errors, dims, strict=True)]
+
+
+@torch.no_grad()
+def accumulate_afs(
+    model: FeatureSelectable,
+    loader: Iterable[Any],
+    num_batches: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> AFSAccumulator:
+    """AFS errors of ``model``'s channels over up to ``num_batches`` batches of ``loader``.
+
+    The synthetic samples of each batch (``gt_label`` 1) give the triplets
+    (A = ``image``, I = ``source_image``, M = ``gt_mask``); raw images go to
+    ``model.afs_features`` on ``device``.
+    """
+    accumulator = AFSAccumulator()
+    for i, batch in enumerate(tqdm(loader, total=num_batches, desc="AFS", disable=not progress)):
+        if i >= num_batches:
+            break
+        if getattr(batch, "source_image", None) is None:
+            raise ValueError(
+                "AFS needs batches with `source_image` (SyntheticAnomalyDataModule or SynthesizeOnDevice); "
+                f"got a {type(batch).__name__} without it."
+            )
+        keep = torch.as_tensor(batch.gt_label).bool().cpu()
+        if not keep.any():
+            continue
+        anomalous = model.afs_features(batch.image[keep].to(device))
+        normal = model.afs_features(batch.source_image[keep].to(device))
+        accumulator.update(anomalous, normal, batch.gt_mask[keep].to(device))
+    return accumulator

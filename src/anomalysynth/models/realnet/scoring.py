@@ -1,0 +1,143 @@
+"""RealNet's scoring: from the discriminator's logits, and the normality terms mixed into
+them, to the anomaly map and the image score.
+
+A normality term is a map r >= 0 that sits near 1 on normal regions and grows with
+how unlike the normal training data a place is (the reconstruction residual over its
+normal level, today). Terms enter the map as (1 - sum w_i) p + sum w_i r_i / (1 + r_i)
+with p the discriminator's probability, so the map stays in [0, 1]. A new term (a
+distance to per-position statistics of the selected features, say) is a weight here
+plus one more entry in the model's list of terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from anomalysynth.filters import gaussian_blur
+
+__all__ = [
+    "AnomalyScoring",
+    "NormalityTerm",
+    "anomaly_probability",
+    "mix_normality",
+    "mix_residual",
+    "residual_map",
+    "track_residual_scale",
+]
+
+
+class NormalityTerm(NamedTuple):
+    """One map mixed into the discriminator's probability."""
+
+    weight: float  # w in [0, 1]
+    map: Tensor  # (B, 1, H, W) r >= 0, near 1 on normal regions
+
+
+class AnomalyScoring:
+    """How the anomaly map and the image score are made.
+
+    Args:
+        score_pool: side of the box averaged before the image score takes the map's
+            max (RealNet: 16; 1: the plain max).
+        score_topk: the image score is the mean of the map's ``score_topk`` largest
+            values instead (0: off).
+        map_sigma: standard deviation in pixels of a Gaussian that smooths the returned
+            map (0: none). The image score is taken from the unsmoothed map.
+        residual_weight: the weight of the reconstruction residual's normality term
+            (RealNet: 0, the discriminator's probability alone).
+    """
+
+    def __init__(
+        self, score_pool: int = 16, score_topk: int = 0, map_sigma: float = 0.0, residual_weight: float = 0.0
+    ) -> None:
+        if score_pool < 1:
+            raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
+        if not (isinstance(score_topk, int) and score_topk >= 0):
+            raise ValueError(f"`score_topk` must be an int >= 0 (0: use score_pool); got {score_topk!r}.")
+        if not map_sigma >= 0:
+            raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
+        if not 0 <= residual_weight <= 1:
+            raise ValueError(
+                f"`residual_weight` must lie in [0, 1] (0: the discriminator's map alone); got {residual_weight}."
+            )
+        self.score_pool = int(score_pool)
+        self.score_topk = score_topk
+        self.map_sigma = float(map_sigma)
+        self.residual_weight = float(residual_weight)
+
+    def __call__(self, logits: Tensor, terms: Sequence[NormalityTerm] = ()) -> tuple[Tensor, Tensor]:
+        """(B, 2, H, W) logits at image size and the normality terms -> (B, 1, H, W) map and (B,) scores."""
+        anomaly_map = mix_normality(anomaly_probability(logits), terms)
+        score = self.image_score(anomaly_map)
+        if self.map_sigma > 0:
+            anomaly_map = gaussian_blur(anomaly_map, self.map_sigma)
+        return anomaly_map, score
+
+    def image_score(self, anomaly_map: Tensor) -> Tensor:
+        """(B,) the ``score_topk`` mean, else the max of the ``score_pool`` box mean, of a (B, 1, H, W) map."""
+        if self.score_topk > 0:
+            k = min(self.score_topk, anomaly_map[0].numel())
+            return anomaly_map.flatten(1).topk(k, dim=1).values.mean(dim=1)
+        pool = max(1, min(self.score_pool, *anomaly_map.shape[-2:]))
+        # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
+        pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
+        return pooled.flatten(1).amax(dim=1)
+
+
+def anomaly_probability(logits: Tensor) -> Tensor:
+    """(B, 1, H, W) the discriminator's probability of "anomalous" (softmax channel 1)."""
+    return logits.softmax(dim=1)[:, 1:2]
+
+
+def mix_normality(probability: Tensor, terms: Sequence[NormalityTerm]) -> Tensor:
+    """(1 - sum w_i) p + sum w_i r_i / (1 + r_i): in [0, 1] while the weights sum to at most 1."""
+    active = [t for t in terms if t.weight > 0]
+    if not active:
+        return probability
+    total = sum(t.weight for t in active)
+    if total > 1:
+        raise ValueError(f"The normality terms' weights must sum to at most 1; got {total}.")
+    mixed = (1 - total) * probability
+    for term in active:
+        mixed = mixed + term.weight * (term.map / (1 + term.map))
+    return mixed
+
+
+def mix_residual(probability: Tensor, residual: Tensor, weight: float) -> Tensor:
+    """(1 - w) p + w r / (1 + r): the discriminator's probability mixed with the scaled residual, in [0, 1]."""
+    return mix_normality(probability, [NormalityTerm(weight, residual)])
+
+
+def residual_map(residuals: Sequence[Tensor], scale: Tensor, size: Sequence[int]) -> Tensor:
+    """(B, 1, *size): each level's channel-mean residual over its normal mean ``scale[k]``, averaged over levels."""
+    scale = scale.clamp_min(1e-12)
+    maps = [
+        F.interpolate(r.mean(dim=1, keepdim=True) / scale[k], size=tuple(size), mode="bilinear", align_corners=False)
+        for k, r in enumerate(residuals)
+    ]
+    return torch.stack(maps).mean(dim=0)
+
+
+@torch.no_grad()
+def track_residual_scale(
+    scale: Tensor, done: Tensor, residuals: Sequence[Tensor], normal: Tensor, momentum: float = 0.95
+) -> None:
+    """Update the per-level ``scale`` (and the bool ``done``) in place from the residuals of a batch's
+    ``normal`` samples (bool (B,)).
+
+    An exponential moving average of each level's mean residual (the first batch sets
+    it), so it follows the reconstruction networks as they train.
+    """
+    if not bool(normal.any()):
+        return
+    means = torch.stack([r[normal].detach().float().mean() for r in residuals])
+    if bool(done):
+        scale.mul_(momentum).add_(means, alpha=1 - momentum)
+    else:
+        scale.copy_(means)
+        done.fill_(True)

@@ -1,0 +1,25 @@
+"""Anomaly-aware feature selection (AFS): error accumulation, index storage and the model protocol.
+
+Used alike by the Lightning callback (:class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection`)
+and by models that run AFS in their own warm-up (RealNet); it imports neither.
+"""
+
+from anomalysynth.selection.afs import AFSAccumulator, accumulate_afs, afs_channel_errors, select_channels
+from anomalysynth.selection.indices import load_indices, save_indices
+from anomalysynth.selection.plan import AFSPlan, check_selectable
+from anomalysynth.selection.protocol import FeatureSelectable, RunsFeatureSelectionInWarmUp
+from anomalysynth.selection.train_loader import train_loader
+
+__all__ = [
+    "AFSAccumulator",
+    "AFSPlan",
+    "FeatureSelectable",
+    "RunsFeatureSelectionInWarmUp",
+    "accumulate_afs",
+    "afs_channel_errors",
+    "check_selectable",
+    "load_indices",
+    "save_indices",
+    "select_channels",
+    "train_loader",
+]

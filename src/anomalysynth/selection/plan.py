@@ -1,0 +1,88 @@
+"""``AFSPlan``: one anomaly-aware feature selection as a user configured it, and running it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from anomalysynth.selection.afs import accumulate_afs
+from anomalysynth.selection.indices import load_indices, save_indices
+from anomalysynth.selection.protocol import FeatureSelectable
+
+__all__ = ["AFSPlan"]
+
+
+@dataclass(frozen=True)
+class AFSPlan:
+    """How to select a model's channels by AFS.
+
+    Args:
+        num_batches: training batches to look at (RealNet: 64 batches of 16).
+        dims: channels kept per level (default: the model's ``afs_dims``).
+        cache_path: a ``.pt`` file to read the indices from, or to write them to.
+    """
+
+    num_batches: int = 64
+    dims: tuple[int, ...] | None = None
+    cache_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.num_batches, int) and self.num_batches >= 1):
+            raise ValueError(f"AFS needs an int `num_batches` >= 1; got {self.num_batches!r}.")
+        if self.dims is not None:
+            if any(int(d) < 1 for d in self.dims):
+                raise ValueError(f"AFS needs positive `dims`; got {list(self.dims)}.")
+            object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+        if self.cache_path is not None:
+            object.__setattr__(self, "cache_path", Path(self.cache_path))
+
+    def apply(
+        self,
+        model: FeatureSelectable,
+        loader: Iterable[Any],
+        device: torch.device | str = "cpu",
+        write_cache: bool = True,
+        progress: bool = True,
+    ) -> bool:
+        """Install a channel selection in ``model`` unless it has one; True when AFS was computed.
+
+        A model whose ``feature_selection_done`` is true (restored from a checkpoint)
+        keeps its indices; else they come from ``cache_path`` when that file exists,
+        else AFS runs on ``loader`` (with the model in eval mode) and, when
+        ``write_cache``, the result is written to ``cache_path``.
+        """
+        check_selectable(model)
+        if getattr(model, "feature_selection_done", False):
+            return False
+        if self.cache_path is not None and self.cache_path.is_file():
+            model.set_feature_selection(load_indices(self.cache_path))
+            return False
+        dims: Sequence[int] = self.dims or list(model.afs_dims)
+        was_training = model.training if isinstance(model, nn.Module) else None
+        if isinstance(model, nn.Module):
+            model.eval()
+        try:
+            accumulator = accumulate_afs(model, loader, self.num_batches, device, progress)
+        finally:
+            if isinstance(model, nn.Module) and was_training is not None:
+                model.train(was_training)
+        indices = accumulator.select(dims)
+        model.set_feature_selection(indices)
+        if self.cache_path is not None and write_cache:
+            save_indices(self.cache_path, indices)
+        return True
+
+
+def check_selectable(model: object) -> None:
+    """Raise a ValueError naming the first part of :class:`FeatureSelectable` that ``model`` lacks."""
+    for name in ("afs_features", "set_feature_selection", "afs_dims"):
+        if not hasattr(model, name):
+            raise ValueError(
+                f"AFS needs a model with `{name}` (see anomalysynth.selection.FeatureSelectable); "
+                f"{type(model).__name__} has none."
+            )

@@ -1,0 +1,117 @@
+"""RealNet's scoring: the map, the normality terms and the image score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from anomalysynth.filters import gaussian_blur
+from anomalysynth.models.realnet import RealNetModel
+from anomalysynth.models.realnet.scoring import AnomalyScoring, NormalityTerm, mix_normality
+from tests.models.tiny_realnet import CHANNELS, TinyExtractor, tiny_model
+
+
+def test_score_pool_sets_the_box_the_image_score_averages():
+    torch.manual_seed(0)
+    model = RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_pool=1).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64))
+    assert torch.equal(out.pred_score, out.anomaly_map.flatten(1).amax(dim=1))
+    with pytest.raises(ValueError, match="score_pool"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_pool=0)
+
+
+def test_map_sigma_smooths_the_map_but_not_the_image_score():
+    plain = tiny_model().eval()
+    smooth = tiny_model().eval()
+    smooth.map_sigma = 2.0
+    images = torch.rand(2, 3, 45, 61)
+    with torch.no_grad():
+        a, b = plain(images), smooth(images)
+    assert b.anomaly_map.shape == a.anomaly_map.shape == (2, 1, 45, 61)
+    assert torch.equal(b.pred_score, a.pred_score)  # taken from the unsmoothed map
+    assert torch.allclose(b.anomaly_map, gaussian_blur(a.anomaly_map, 2.0))
+    assert not torch.allclose(b.anomaly_map, a.anomaly_map, atol=1e-4)
+    with pytest.raises(ValueError, match="map_sigma"):
+        RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), map_sigma=-1.0)
+
+
+def _residual_map_by_hand(model: RealNetModel, images: torch.Tensor) -> torch.Tensor:
+
+    features = model.select(model.extract(images))
+    maps = []
+    for k, (f, g) in enumerate(zip(features, model.reconstruction, strict=True)):
+        level = (f - g(f)).pow(2).mean(dim=1, keepdim=True) / model.residual_scale[k]
+        maps.append(F.interpolate(level, size=images.shape[-2:], mode="bilinear", align_corners=False))
+    return sum(maps) / len(maps)
+
+
+def test_residual_weight_adds_the_scaled_residual_to_the_map_and_the_score():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        for g in model.reconstruction:
+            g.out[-1].weight.normal_(0, 0.1)  # a reconstruction that is not all zeros
+    model.residual_scale.copy_(torch.tensor([0.5, 1.0, 2.0, 4.0]))
+    model.score_pool = 1
+    images = torch.rand(2, 3, 53, 70)
+    with torch.no_grad():
+        plain = model(images)
+        model.residual_weight = 0.25
+        mixed = model(images)
+        residual = _residual_map_by_hand(model, images)
+        model.residual_weight = 1.0
+        residual_only = model(images)
+    assert mixed.anomaly_map.shape == plain.anomaly_map.shape == (2, 1, 53, 70)
+    assert torch.allclose(mixed.anomaly_map, 0.75 * plain.anomaly_map + 0.25 * residual / (1 + residual), atol=1e-6)
+    assert float(mixed.anomaly_map.min()) >= 0 and float(mixed.anomaly_map.max()) <= 1  # still in [0, 1]
+    assert torch.allclose(residual_only.anomaly_map, residual / (1 + residual), atol=1e-6)
+    assert torch.allclose(mixed.pred_score, mixed.anomaly_map.flatten(1).amax(dim=1))  # scored on the sum
+    assert torch.equal(mixed.logits, plain.logits)  # the discriminator is untouched
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="residual_weight"):
+            RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), residual_weight=bad)
+
+
+def test_score_topk_scores_by_the_mean_of_the_largest_values():
+    model = tiny_model().eval()
+    model.map_sigma = 2.0
+    images = torch.rand(2, 3, 48, 40)
+    with torch.no_grad():
+        model.score_topk = 0
+        raw = model(images)
+        unsmoothed = raw.logits.softmax(dim=1)[:, 1]
+        model.score_topk = 7
+        top = model(images)
+        model.score_topk = 10_000  # more than the map's 48 x 40 pixels: the mean of all of them
+        everything = model(images)
+    assert torch.allclose(top.pred_score, unsmoothed.flatten(1).topk(7, dim=1).values.mean(dim=1))
+    assert torch.allclose(everything.pred_score, unsmoothed.flatten(1).mean(dim=1))
+    assert torch.equal(top.anomaly_map, raw.anomaly_map)  # only the score changes
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="score_topk"):
+            RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), score_topk=bad)
+
+
+def test_normality_terms_mix_into_the_probability_by_their_weights():
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(2, 1, 6, 5, generator=g)
+    r1, r2 = 3 * torch.rand(2, 1, 6, 5, generator=g), 10 * torch.rand(2, 1, 6, 5, generator=g)
+    mixed = mix_normality(p, [NormalityTerm(0.2, r1), NormalityTerm(0.0, r1 * 100), NormalityTerm(0.3, r2)])
+    np.testing.assert_allclose(
+        mixed.numpy(), (0.5 * p + 0.2 * r1 / (1 + r1) + 0.3 * r2 / (1 + r2)).numpy(), rtol=1e-6, atol=1e-7
+    )
+    assert float(mixed.min()) >= 0 and float(mixed.max()) <= 1
+    assert mix_normality(p, []) is p
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        mix_normality(p, [NormalityTerm(0.6, r1), NormalityTerm(0.6, r2)])
+
+
+def test_scoring_settings_live_in_one_place_and_are_checked():
+    model = tiny_model(score_pool=4, residual_weight=0.1)
+    assert (model.scoring.score_pool, model.scoring.residual_weight) == (4, 0.1)
+    model.score_topk = 3  # a saved model is re-scored by setting these on it
+    assert model.scoring.score_topk == 3
+    with pytest.raises(ValueError, match="score_pool"):
+        AnomalyScoring(score_pool=0)
