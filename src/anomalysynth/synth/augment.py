@@ -212,5 +212,3 @@ TEXTURE_OPERATIONS = (
     (_equalize, "histogram", ()),
     (_rotate, "pixels", ("aug_rotation",)),
 )
-
-

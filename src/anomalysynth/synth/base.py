@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class SynthOutput:
     """What every synthesizer returns.

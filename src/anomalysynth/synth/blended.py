@@ -55,7 +55,11 @@ class BlendedSynthesizer(Synthesizer):
         foreground_invert: bool = False,
     ) -> None:
         super().__init__(anomaly_ratio, foreground, foreground_invert)
-        for name, part, kind in (("mask", mask, MaskGenerator), ("source", source, AnomalySource), ("blend", blend, Blend)):
+        for name, part, kind in (
+            ("mask", mask, MaskGenerator),
+            ("source", source, AnomalySource),
+            ("blend", blend, Blend),
+        ):
             if not isinstance(part, kind):
                 raise ValueError(f"`{name}` must be an instance of {kind.__name__}; got {type(part).__name__}.")
         self.mask = mask
@@ -96,7 +100,9 @@ class BlendedSynthesizer(Synthesizer):
     def _compiled(self, *tensors: Tensor) -> bool:
         """Whether the fused compiled pass takes this synthesis."""
         return (
-            isinstance(self.mask, PerlinMask) and isinstance(self.blend, AlphaBlend) and dispatch.kernels_enabled(*tensors)
+            isinstance(self.mask, PerlinMask)
+            and isinstance(self.blend, AlphaBlend)
+            and dispatch.kernels_enabled(*tensors)
         )
 
     def _chunk_size(self, images: Tensor) -> int:

@@ -67,11 +67,9 @@ class SDASBlend(BlendedSynthesizer):
                 "or a folder of SDAS/SIA texture images) or `checkpoint` (a NormalImageDiffusion .ckpt or "
                 "save_pretrained folder, sampled on the fly)."
             )
-        source: AnomalySource
-        if bank is not None:
-            source = SDASBankSource(bank)
-        else:
-            source = SDASSamplerSource(checkpoint, sdas_strength, num_steps)  # type: ignore[arg-type]
+        source: AnomalySource = (
+            SDASBankSource(bank) if bank is not None else SDASSamplerSource(checkpoint, sdas_strength, num_steps)  # type: ignore[arg-type]
+        )
         super().__init__(
             PerlinMask(perlin_scale, threshold, rotation_deg),
             source,

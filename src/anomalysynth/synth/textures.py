@@ -17,8 +17,8 @@ from PIL import Image
 from torch import Tensor
 
 from anomalysynth.seeding import draw
-from anomalysynth.synth.foreground import to_gray
 from anomalysynth.synth.augment import TextureAugment
+from anomalysynth.synth.foreground import to_gray
 from anomalysynth.synth.perlin import perlin_noise
 
 __all__ = [

@@ -95,25 +95,6 @@ def _texture_work(c: int, h: int, w: int) -> tuple:
     )
 
 
-def augment_arrays(params: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scalars = torch.stack(
-        [
-            params["aug_mul"].float(),
-            params["aug_add"].float(),
-            params["aug_sharpness"].float(),
-            params["aug_hue"].float(),
-            params["aug_saturation"].float(),
-            params["aug_solarize_p"].float(),
-            params["aug_solarize_threshold"].float(),
-            params["aug_posterize_bits"].float(),
-            params["aug_autocontrast_cutoff"].float(),
-            params["aug_rotation"].float() * (math.pi / 180),
-        ],
-        dim=1,
-    )
-    return as_array(params["aug_ops"].to(torch.int64)), as_array(params["aug_gamma"].to(torch.float32)), as_array(scalars)
-
-
 @jit
 def _perlin_texture_kernel(
     images: np.ndarray,
@@ -221,4 +202,3 @@ def _colour_texture(noise: np.ndarray, colour: np.ndarray, levels: np.ndarray | 
         lv = levels[0]
         for k in range(n):
             lv[k] = level(grey[k])
-

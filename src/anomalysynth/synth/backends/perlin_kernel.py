@@ -45,7 +45,6 @@ def perlin_noise_cpu(
     return out
 
 
-
 @jit
 def _fade(t: np.float32) -> np.float32:
     f = t * t * t * (t * (t * np.float32(6) - np.float32(15)) + np.float32(10))
@@ -213,4 +212,3 @@ def threshold_index(noise: np.ndarray, threshold: np.float32, inside: np.ndarray
         else:
             flat[k] = np.float32(0)
     return count
-

@@ -464,7 +464,6 @@ def _rotate(x: np.ndarray, out: np.ndarray, padded: np.ndarray, theta: np.float3
                 ] * w11
 
 
-
 def augment_arrays(params: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scalars = torch.stack(
         [
@@ -481,5 +480,8 @@ def augment_arrays(params: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray, n
         ],
         dim=1,
     )
-    return as_array(params["aug_ops"].to(torch.int64)), as_array(params["aug_gamma"].to(torch.float32)), as_array(scalars)
-
+    return (
+        as_array(params["aug_ops"].to(torch.int64)),
+        as_array(params["aug_gamma"].to(torch.float32)),
+        as_array(scalars),
+    )

@@ -59,7 +59,9 @@ class CutPasteBoxMask(_PatchMask):
 
     cutpaste_class = 1
 
-    def __init__(self, area_ratio: tuple[float, float] = (0.02, 0.15), aspect_ratio: tuple[float, float] = (0.3, 1 / 0.3)):
+    def __init__(
+        self, area_ratio: tuple[float, float] = (0.02, 0.15), aspect_ratio: tuple[float, float] = (0.3, 1 / 0.3)
+    ):
         if not 0 < area_ratio[0] <= area_ratio[1] <= 1:
             raise ValueError(f"`area_ratio` must be a (min, max) pair within (0, 1]; got {area_ratio}.")
         if not 0 < aspect_ratio[0] <= aspect_ratio[1]:

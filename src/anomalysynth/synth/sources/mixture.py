@@ -35,7 +35,9 @@ class SourceMixture(AnomalySource):
             raise ValueError("`sources` must be a non-empty list of AnomalySource instances.")
         weights = [1.0] * len(sources) if weights is None else [float(w) for w in weights]
         if len(weights) != len(sources) or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"`weights` must be {len(sources)} non-negative numbers with a positive sum; got {weights}.")
+            raise ValueError(
+                f"`weights` must be {len(sources)} non-negative numbers with a positive sum; got {weights}."
+            )
         self.sources = list(sources)
         self.weights = weights
         self._probabilities = torch.tensor(weights) / sum(weights)
