@@ -9,6 +9,8 @@
   from a diffusion checkpoint.
 * ``anomalysynth preview --synthesizer NAME``: a PNG grid to look at.
 * ``anomalysynth sdas-grid --checkpoint CKPT --out grid.png``: SDAS samples, one row per strength.
+* ``anomalysynth evaluate --data DIR --out DIR [--synthesizers NAME ...]``: the realism report
+  (IS, IC-LPIPS, FID, KID per synthesizer; distances to the real defects when the folder has them).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _preview(args)
     if args.command == "sdas-grid":
         return _sdas_grid(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     parser.print_help()
     return 2
 
@@ -118,7 +122,63 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--synth-args", default="{}", help='JSON constructor arguments, e.g. \'{"texture_dir": "dtd/images"}\''
     )
+    _add_evaluate_parser(sub)
     return parser
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    evaluate = sub.add_parser(
+        "evaluate", help="realism report: IS, IC-LPIPS, FID, KID of each synthesizer's anomalies (resumable)"
+    )
+    evaluate.add_argument("--data", required=True, help="MVTec-style tree (train/good, test, ground_truth) or a folder")
+    evaluate.add_argument("--out", required=True, help="report folder (re-running skips finished synthesizers)")
+    evaluate.add_argument("--synthesizers", nargs="+", default=None, help="default: every registered synthesizer")
+    evaluate.add_argument("--num", type=int, default=64, help="normal images used")
+    evaluate.add_argument("--num-defects", type=int, default=64, help="real defect images used")
+    evaluate.add_argument("--size", type=int, default=128, help="images are resized to size x size")
+    evaluate.add_argument("--repeats", type=int, default=2, help="anomalies drawn per normal image")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--grayscale", action="store_true", help="load images as one channel")
+    evaluate.add_argument("--feature-size", type=int, default=224, help="input size of the EfficientNet features")
+    evaluate.add_argument("--kid-subset-size", type=int, default=None, help="KID over random subsets of this size")
+    evaluate.add_argument("--inception-weights", default=None, help="torch-fidelity Inception file: FID/KID/IS")
+    evaluate.add_argument("--lpips-alexnet-weights", default=None, help="torchvision AlexNet file: IC-LPIPS")
+    evaluate.add_argument(
+        "--synth-args", default="{}", help='JSON {name: {constructor arguments}}, e.g. \'{"sdas": {"bank": "sia"}}\''
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from anomalysynth.metrics.realism_report import EvaluationSettings, evaluate_synthesizers
+
+    try:
+        synth_args = json.loads(args.synth_args)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--synth-args is not valid JSON: {err}") from err
+    if not isinstance(synth_args, dict) or not all(isinstance(v, dict) for v in synth_args.values()):
+        raise SystemExit(f"--synth-args: expected a JSON object of objects; got {args.synth_args!r}.")
+    names = args.synthesizers or available_synthesizers()
+    unknown = sorted(set(names) - set(available_synthesizers()))
+    if unknown:
+        raise SystemExit(f"Unknown synthesizers {unknown}; expected some of {available_synthesizers()}.")
+    settings = EvaluationSettings(
+        num_images=args.num,
+        num_defects=args.num_defects,
+        size=args.size,
+        repeats=args.repeats,
+        seed=args.seed,
+        channels=1 if args.grayscale else 3,
+        feature_network="inception" if args.inception_weights else "effnet",
+        feature_weights=args.inception_weights,
+        perceptual="lpips" if args.lpips_alexnet_weights else "effnet",
+        perceptual_weights=args.lpips_alexnet_weights,
+        kid_subset_size=args.kid_subset_size,
+        feature_size=args.feature_size,
+        synth_args=synth_args,
+    )
+    rows = evaluate_synthesizers(args.data, names, args.out, settings)
+    print(f"wrote {args.out}/report.md ({len(rows)} rows: {', '.join(r['synthesizer'] for r in rows)})")
+    return 0
 
 
 def _preview(args: argparse.Namespace) -> int:

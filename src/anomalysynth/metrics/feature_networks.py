@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from anomalysynth.backbones import create_timm_model
+from anomalysynth.backbones import create_timm_model, fold_batchnorms
 
 __all__ = [
     "EfficientNetFeatures",
@@ -89,7 +89,7 @@ class EfficientNetFeatures(FeatureNetwork):
         if input_size < 32:
             raise ValueError(f"`input_size` must be >= 32; got {input_size}.")
         self.input_size = int(input_size)
-        self.net = create_timm_model(backbone, weights=weights).eval().requires_grad_(False)
+        self.net = fold_batchnorms(create_timm_model(backbone, weights=weights).eval().requires_grad_(False))
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.num_features = int(self.net.num_features)
@@ -140,7 +140,7 @@ class InceptionFeatures(FeatureNetwork):
 
 
 def create_feature_network(name: str = "effnet", weights: str | Path | None = None, **kwargs: object) -> FeatureNetwork:
-    """``"effnet"`` (offline default) or ``"inception"`` (needs ``weights``)."""
+    """``"effnet"`` (offline default; ``kwargs`` such as ``input_size`` go to it) or ``"inception"`` (``weights``)."""
     if name == "effnet":
         return EfficientNetFeatures(weights=None if weights is None else str(weights), **kwargs)  # type: ignore[arg-type]
     if name == "inception":

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from anomalysynth.backbones import create_timm_model
+from anomalysynth.backbones import create_timm_model, fold_batchnorms
 from anomalysynth.metrics.feature_networks import validate_image_batch
 
 __all__ = ["EfficientNetPerceptual", "LpipsAlexNet", "PerceptualDistance", "create_perceptual_distance"]
@@ -74,7 +74,8 @@ class EfficientNetPerceptual(PerceptualDistance):
 
     def __init__(self, backbone: str = "efficientnet_lite0.offline_in1k", weights: str | None = None) -> None:
         super().__init__()
-        self.net = create_timm_model(backbone, weights=weights, features_only=True).eval().requires_grad_(False)
+        net = create_timm_model(backbone, weights=weights, features_only=True).eval().requires_grad_(False)
+        self.net = fold_batchnorms(net)
         self.level_weights = [torch.ones(c) for c in self.net.feature_info.channels()]
         self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)

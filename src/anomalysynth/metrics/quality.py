@@ -53,6 +53,7 @@ class GenerationQuality:
         feature_network: ``"effnet"`` (offline default), ``"inception"`` (with
             ``feature_weights``) or a :class:`FeatureNetwork` instance.
         feature_weights: weights file of the feature network.
+        feature_size: input size of the EfficientNet feature network (images are resized to it).
         perceptual: ``"effnet"`` (offline default), ``"lpips"`` (with
             ``perceptual_weights``, an AlexNet state dict) or a :class:`PerceptualDistance`.
         perceptual_weights: weights file of the perceptual distance.
@@ -76,11 +77,13 @@ class GenerationQuality:
         crop_size: int = 128,
         max_per_cluster: int = 50,
         batch_size: int = 32,
+        feature_size: int = 224,
     ) -> None:
+        options = {"input_size": feature_size} if feature_network == "effnet" else {}
         self.features = (
             feature_network
             if isinstance(feature_network, FeatureNetwork)
-            else create_feature_network(feature_network, feature_weights)
+            else create_feature_network(feature_network, feature_weights, **options)
         )
         self.perceptual = (
             perceptual
