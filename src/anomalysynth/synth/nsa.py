@@ -94,7 +94,8 @@ class NSA(Synthesizer):
             raise ValueError(f"`clone_mode` must be one of {CLONE_MODES}; got {clone_mode!r}.")
         if label_steepness <= 0 or not 0 <= label_midpoint <= 1:
             raise ValueError(
-                f"Expected `label_steepness` > 0 and `label_midpoint` in [0, 1]; got {label_steepness}, {label_midpoint}."
+                "Expected `label_steepness` > 0 and `label_midpoint` in [0, 1]; "
+                f"got {label_steepness}, {label_midpoint}."
             )
         if not isinstance(median_size, int) or median_size < 1 or median_size % 2 == 0:
             raise ValueError(f"`median_size` must be an odd int >= 1; got {median_size!r}.")
@@ -211,7 +212,10 @@ class NSA(Synthesizer):
         return out
 
     def extra_repr(self) -> str:
-        return f"bank={self.bank!r}, max_patches={self.max_patches}, clone_mode={self.clone_mode!r}, " + super().extra_repr()
+        return (
+            f"bank={self.bank!r}, max_patches={self.max_patches}, clone_mode={self.clone_mode!r}, "
+            + super().extra_repr()
+        )
 
 
 def _place(allowed: Tensor, dh: int, dw: int, u: float) -> tuple[int, int]:
@@ -229,4 +233,3 @@ def _place(allowed: Tensor, dh: int, dw: int, u: float) -> tuple[int, int]:
         candidates = torch.nonzero(torch.ones_like(window))
     cy, cx = candidates[min(int(u * len(candidates)), len(candidates) - 1)].tolist()
     return cy + lo_y - dh // 2, cx + lo_x - dw // 2
-

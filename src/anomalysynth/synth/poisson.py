@@ -186,4 +186,3 @@ def _check_pair(target: Tensor, source: Tensor) -> None:
         )
     if target.shape[-2] < 3 or target.shape[-1] < 3:
         raise ValueError(f"Expected images of at least 3x3 pixels; got {tuple(target.shape)}.")
-
