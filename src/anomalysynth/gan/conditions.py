@@ -51,7 +51,7 @@ def edge_map(images: Tensor, method: str = "canny", low_threshold: float = 0.1, 
         _, edges = kornia.filters.canny(g, low_threshold=low_threshold, high_threshold=high_threshold)
         return edges.clamp(0, 1)
     if method == "sobel":
-        return _normalise(kornia.filters.sobel(g))
+        return _normalise(kornia.filters.sobel(g, eps=1e-12))
     raise ValueError(f"Edge `method` must be 'canny' or 'sobel'; got {method!r}.")
 
 
@@ -71,7 +71,8 @@ class ConditionExtractor(nn.Module):
     Args:
         edge_source: one of :data:`EDGE_SOURCES`.
         depth_source: one of :data:`DEPTH_SOURCES`; required (no default is honest).
-        edge_model: TorchScript file (or module) for ``edge_source="model"``: (B, 3, H, W)
+        edge_model: TorchScript file, ``torch.export`` archive (``.pt2``) or module for
+            ``edge_source="model"``: (B, 3, H, W)
             in [0, 1] -> (B, 1, H, W) or (B, H, W), normalised per image afterwards.
         depth_model: the same for ``depth_source="model"``.
         depth_dir: folder of depth maps for ``depth_source="folder"``: the map of image
@@ -194,7 +195,11 @@ def _load_model(model: str | Path | nn.Module | None) -> nn.Module:
         return model.eval()
     path = Path(str(model))
     if not path.is_file():
-        raise FileNotFoundError(f"Condition model file {str(path)!r} does not exist (expected a TorchScript file).")
+        raise FileNotFoundError(
+            f"Condition model file {str(path)!r} does not exist (expected a TorchScript or torch.export .pt2 file)."
+        )
+    if path.suffix == ".pt2":
+        return torch.export.load(str(path)).module()
     return torch.jit.load(str(path), map_location="cpu").eval()
 
 

@@ -55,7 +55,7 @@ def manipulate(
 
 
 def outline(region: Tensor) -> Tensor:
-    """(B, 1, H, W) inner boundary of binary regions: region pixels with a 4-neighbour outside."""
+    """(B, 1, H, W) inner boundary of binary regions: region pixels with one of their 8 neighbours outside."""
     eroded = -F.max_pool2d(-F.pad(region, (1, 1, 1, 1), value=1.0), 3, stride=1)
     return (region - eroded).clamp(0, 1)
 

@@ -198,7 +198,7 @@ class AnomalyHybridGAN(pl.LightningModule):
         self.manual_backward(loss_d)
         opt_d.step()
         b = pair.target.shape[0]
-        self.log_dict({f"train_{k}": v.detach() for k, v in terms.items()}, batch_size=b)
+        self.log_dict({f"train_{k}": v.detach() for k, v in terms.items() if k != "loss_g"}, batch_size=b)
         self.log("train_loss_d", loss_d.detach(), prog_bar=True, batch_size=b)
         self.log("train_loss_g", terms["loss_g"].detach(), prog_bar=True, batch_size=b)
         return terms["loss_g"].detach()
