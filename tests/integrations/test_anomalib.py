@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -20,20 +18,6 @@ from tests.conftest import photo_batch, quiet_trainer
 
 BACKBONE = "efficientnet_lite0.offline_in1k"
 SIZE = (64, 64)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection or download fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the network was touched")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    import anomalib.data.utils.download as download
-
-    monkeypatch.setattr(download, "download_and_extract", refuse)
 
 
 def count_calls(synth: torch.nn.Module) -> list[int]:
