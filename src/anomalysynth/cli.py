@@ -11,6 +11,9 @@
 * ``anomalysynth sdas-grid --checkpoint CKPT --out grid.png``: SDAS samples, one row per strength.
 * ``anomalysynth evaluate --data DIR --out DIR [--synthesizers NAME ...]``: the realism report
   (IS, IC-LPIPS, FID, KID per synthesizer; distances to the real defects when the folder has them).
+* ``anomalysynth ablate -c configs/ablation/NAME.yaml [--workers N | --executor ray]``: run an
+  ablation grid (finished runs are skipped, failed ones re-run); ``anomalysynth report DIR``:
+  its table as markdown and plots (mean +- std over seeds).
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sdas_grid(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "ablate":
+        return _ablate(args)
+    if args.command == "report":
+        return _report(args)
     parser.print_help()
     return 2
 
@@ -123,7 +130,63 @@ def _parser() -> argparse.ArgumentParser:
         "--synth-args", default="{}", help='JSON constructor arguments, e.g. \'{"texture_dir": "dtd/images"}\''
     )
     _add_evaluate_parser(sub)
+    _add_ablation_parsers(sub)
     return parser
+
+
+def _add_ablation_parsers(sub: Any) -> None:
+    ablate = sub.add_parser("ablate", help="run an ablation grid (configs/ablation/*.yaml); resumable")
+    ablate.add_argument("-c", "--config", required=True, help="grid YAML (see anomalysynth.ablation.grid)")
+    ablate.add_argument("--output", default=None, help="results folder (default: the grid's `output`)")
+    ablate.add_argument("--executor", choices=["local", "ray"], default="local")
+    ablate.add_argument("--workers", type=int, default=1, help="local executor: parallel processes")
+    ablate.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
+    ablate.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray instance")
+    ablate.add_argument("--only", default=None, help="run only the runs whose id contains this text")
+    ablate.add_argument("--dry-run", action="store_true", help="list the runs and whether they are finished")
+    ablate.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    report = sub.add_parser("report", help="markdown and plots of an ablation's results table")
+    report.add_argument("folder", help="the ablation's output folder (holds results.jsonl)")
+    report.add_argument("--metrics", nargs="+", default=None, help="columns to show (default: all metrics)")
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from anomalysynth.ablation import ResultsTable, create_executor, load_grid, run_grid, write_ablation_report
+
+    grid = load_grid(args.config, args.output)
+    if args.dry_run:
+        finished = ResultsTable(grid.output).finished()
+        for spec in grid.runs():
+            print(f"{'done' if spec.run_id in finished else 'todo'}  {spec.run_id}")
+        return 0
+    if args.executor == "ray":
+        executor = create_executor(
+            "ray",
+            address=args.ray_address,
+            num_cpus=args.ray_cpus,
+            run_cpus=grid.resources["num_cpus"],
+            run_gpus=grid.resources["num_gpus"],
+        )
+    else:
+        executor = create_executor("local", workers=args.workers)
+    table = run_grid(grid, executor, only=args.only)
+    rows = table.rows()
+    failed = sum(r.get("status") != "ok" for r in rows)
+    if not args.no_report and len(rows) > failed:
+        write_ablation_report(grid.output, grid.metrics or None, grid.name)
+    print(f"{grid.output}: {len(rows) - failed} finished runs, {failed} failed (results.csv, report.md)")
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from anomalysynth.ablation import write_ablation_report
+
+    try:
+        path = write_ablation_report(args.folder, args.metrics)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    print(f"wrote {path}")
+    return 0
 
 
 def _add_evaluate_parser(sub: Any) -> None:
