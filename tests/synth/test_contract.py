@@ -24,6 +24,10 @@ def contract_kwargs(name: str, request) -> dict:
         return {"bank": request.getfixturevalue("sdas_texture_folder")}
     if name == "anomalyany":
         return anomalyany_kwargs(request.getfixturevalue("tiny_sd"))
+    if name == "anomalyhybrid":
+        from tests.gan.tiny_hybrid import contract_kwargs as hybrid_kwargs
+
+        return hybrid_kwargs(request.getfixturevalue("tmp_path_factory"))
     return {}
 
 

@@ -2,6 +2,7 @@
 and every method."""
 
 from anomalysynth.synth.anomalyany import AnomalyAny
+from anomalysynth.synth.anomalyhybrid import AnomalyHybrid
 from anomalysynth.synth.base import Synthesizer, SynthOutput, slice_params, validate_images
 from anomalysynth.seeding import per_sample_generators
 from anomalysynth.synth.blend import blend
@@ -20,6 +21,7 @@ from anomalysynth.synth.sdas import SDASBlend
 
 __all__ = [
     "AnomalyAny",
+    "AnomalyHybrid",
     "AnomalySource",
     "Blend",
     "BlendedSynthesizer",
