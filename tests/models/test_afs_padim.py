@@ -11,9 +11,11 @@ def test_afs_padim_trains_with_afs_and_tests(tiny_folder, tmp_path):
     from anomalysynth.callbacks import AnomalyAwareFeatureSelection
     from anomalysynth.datamodules import SyntheticAnomalyDataModule
     from anomalysynth.models import AFSPadim
+    from anomalysynth.selection import FeatureSelectable, RunsFeatureSelectionInWarmUp
     from anomalysynth.synth import create_synthesizer
 
     model = AFSPadim()
+    assert isinstance(model, FeatureSelectable) and not isinstance(model, RunsFeatureSelectionInWarmUp)
     random_idx = model.model.idx.clone()
     assert sum(model.afs_dims) == model.model.n_features
     dm = SyntheticAnomalyDataModule(tiny_folder, create_synthesizer("cutpaste"), anomaly_ratio=0.5)

@@ -6,8 +6,8 @@ and by models that run AFS in their own warm-up (RealNet); it imports neither.
 
 from anomalysynth.selection.afs import AFSAccumulator, accumulate_afs, afs_channel_errors, select_channels
 from anomalysynth.selection.indices import load_indices, save_indices
-from anomalysynth.selection.plan import AFSPlan, check_selectable
-from anomalysynth.selection.protocol import FeatureSelectable, RunsFeatureSelectionInWarmUp
+from anomalysynth.selection.plan import AFSPlan, RunsFeatureSelectionInWarmUp, check_selectable
+from anomalysynth.selection.protocol import FeatureSelectable
 from anomalysynth.selection.train_loader import train_loader
 
 __all__ = [

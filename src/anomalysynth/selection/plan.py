@@ -1,11 +1,12 @@
-"""``AFSPlan``: one anomaly-aware feature selection as a user configured it, and running it."""
+"""``AFSPlan``: one anomaly-aware feature selection as a user configured it, and running it; the
+protocol of models that run it in their own warm-up."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from anomalysynth.selection.afs import accumulate_afs
 from anomalysynth.selection.indices import load_indices, save_indices
 from anomalysynth.selection.protocol import FeatureSelectable
 
-__all__ = ["AFSPlan"]
+__all__ = ["AFSPlan", "RunsFeatureSelectionInWarmUp", "check_selectable"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,15 @@ def check_selectable(model: object) -> None:
                 f"AFS needs a model with `{name}` (see anomalysynth.selection.FeatureSelectable); "
                 f"{type(model).__name__} has none."
             )
+
+
+@runtime_checkable
+class RunsFeatureSelectionInWarmUp(Protocol):
+    """A model with its own ordered warm-up before fit that runs AFS as one of its steps.
+
+    The AFS callback hands its plan over in ``setup`` (which Lightning calls before any
+    ``on_fit_start``) instead of selecting itself; the model runs it where its warm-up
+    says (RealNet: first AFS, then the feature statistics).
+    """
+
+    def request_feature_selection(self, plan: AFSPlan) -> None: ...

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from anomalysynth.selection.plan import AFSPlan
-
-__all__ = ["FeatureSelectable", "RunsFeatureSelectionInWarmUp"]
+__all__ = ["FeatureSelectable"]
 
 
 @runtime_checkable
@@ -31,15 +28,3 @@ class FeatureSelectable(Protocol):
     def afs_features(self, images: Tensor) -> list[Tensor]: ...
 
     def set_feature_selection(self, indices: Sequence[Tensor]) -> None: ...
-
-
-@runtime_checkable
-class RunsFeatureSelectionInWarmUp(Protocol):
-    """A model with its own ordered warm-up before fit that runs AFS as one of its steps.
-
-    The AFS callback hands its plan over in ``setup`` (which Lightning calls before any
-    ``on_fit_start``) instead of selecting itself; the model runs it where its warm-up
-    says (RealNet: first AFS, then the feature statistics).
-    """
-
-    def request_feature_selection(self, plan: AFSPlan) -> None: ...
