@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,9 @@ class EfficientNetFeatures(FeatureNetwork):
 
     name = "effnet"
     metric_suffix = "_effnet"
+    net: Any
+    mean: Tensor
+    std: Tensor
 
     def __init__(
         self, backbone: str = "efficientnet_lite0.offline_in1k", weights: str | None = None, input_size: int = 224
@@ -113,6 +117,7 @@ class InceptionFeatures(FeatureNetwork):
 
     name = "inception"
     metric_suffix = ""  # the papers' network: the papers' names
+    net: Any
 
     def __init__(self, weights: str | Path) -> None:
         super().__init__()

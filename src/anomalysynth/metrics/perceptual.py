@@ -18,6 +18,7 @@ the spatial mean runs over the masked pixels only (the mask-restricted variant).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,9 @@ class EfficientNetPerceptual(PerceptualDistance):
 
     name = "effnet"
     metric_suffix = "_effnet"
+    net: Any
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, backbone: str = "efficientnet_lite0.offline_in1k", weights: str | None = None) -> None:
         super().__init__()
@@ -90,6 +94,7 @@ class LpipsAlexNet(PerceptualDistance):
 
     name = "lpips"
     metric_suffix = ""  # the papers' distance: the papers' name (ic_lpips)
+    lpips: Any
 
     def __init__(self, alexnet_weights: str | Path) -> None:
         super().__init__()

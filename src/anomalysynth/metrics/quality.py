@@ -128,10 +128,10 @@ class GenerationQuality:
             centres = defects.images if defects is not None else (normal.images if normal is not None else None)
         if centres is not None and len(synthetic) >= 2:
             centres = _resized(centres, synthetic.images.shape[-2:])
-            kwargs = {"max_per_cluster": self.max_per_cluster, "batch_size": self.batch_size}
-            out[f"ic_lpips{p}"] = ic_lpips(self.perceptual, synthetic.images, centres, **kwargs)
+            per, batch = self.max_per_cluster, self.batch_size
+            out[f"ic_lpips{p}"] = ic_lpips(self.perceptual, synthetic.images, centres, None, per, batch)
             if syn_masks is not None:
-                out[f"ic_lpips_mask{p}"] = ic_lpips(self.perceptual, synthetic.images, centres, syn_masks, **kwargs)
+                out[f"ic_lpips_mask{p}"] = ic_lpips(self.perceptual, synthetic.images, centres, syn_masks, per, batch)
         for reference, name in ((normal, "normal"), (defects, "defects")):
             if reference is None:
                 continue

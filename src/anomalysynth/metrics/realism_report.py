@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -35,6 +35,9 @@ from anomalysynth.metrics.quality import GenerationQuality, ImageSet
 from anomalysynth.metrics.report_files import write_report
 from anomalysynth.preview import load_images
 from anomalysynth.seeding import sample_generator
+
+if TYPE_CHECKING:
+    from anomalysynth.synth import Synthesizer
 
 __all__ = ["REAL_DEFECTS", "EvaluationSettings", "evaluate_synthesizers"]
 
@@ -158,7 +161,7 @@ def evaluate_synthesizers(
     return rows
 
 
-def _synthesize(synthesizer: torch.nn.Module, images: Tensor, settings: EvaluationSettings, progress: bool) -> ImageSet:
+def _synthesize(synthesizer: Synthesizer, images: Tensor, settings: EvaluationSettings, progress: bool) -> ImageSet:
     """``repeats`` anomalous draws per image (keyed generators); normal outcomes are dropped."""
     outs_image, outs_mask = [], []
     total = images.shape[0] * settings.repeats
@@ -168,8 +171,8 @@ def _synthesize(synthesizer: torch.nn.Module, images: Tensor, settings: Evaluati
             for i in range(images.shape[0]):
                 image = images[i : i + 1]
                 generator = sample_generator(settings.seed, f"{i}:{r}")
-                params = synthesizer.sample_params(image, generator, anomaly_ratio=1.0)  # type: ignore[operator]
-                result = synthesizer.apply(image, params)  # type: ignore[operator]
+                params = synthesizer.sample_params(image, generator, anomaly_ratio=1.0)
+                result = synthesizer.apply(image, params)
                 if int(result.label[0]) == 1:
                     outs_image.append(result.image)
                     outs_mask.append(result.mask)
@@ -182,7 +185,7 @@ def _synthesize(synthesizer: torch.nn.Module, images: Tensor, settings: Evaluati
 def _write_samples(path: Path, synthetic: ImageSet, count: int = 8) -> None:
     from anomalysynth.metrics.report_files import sample_strip
 
-    if len(synthetic):
+    if len(synthetic) and synthetic.masks is not None:
         atomic_write_bytes(path, sample_strip(synthetic.images[:count], synthetic.masks[:count]))
 
 
