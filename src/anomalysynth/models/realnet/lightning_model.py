@@ -45,7 +45,8 @@ class RealNet(AnomalibModule):
 
     Before fit, :meth:`warm_up` passes over the training data in a fixed order: AFS
     (when requested and not yet done), then the feature statistics (when
-    ``standardize_features`` and not yet measured).
+    ``standardize_features`` and not yet measured), then the nearest-neighbour bank
+    (when ``neighbour_weight`` > 0 and not yet built).
 
     Args:
         backbone: timm name; the default has offline weights.
@@ -85,6 +86,17 @@ class RealNet(AnomalibModule):
             floor; the residual still ranks them above it. The map stays in [0, 1].
         score_topk: the image score is the mean of the map's ``score_topk`` largest
             values (0: the ``score_pool`` box mean's max, RealNet's score).
+        neighbour_weight: w in [0, 1] of the nearest-neighbour normality term: the map
+            becomes (1 - w - residual_weight) p + w n / (1 + n) (+ the residual term),
+            where n is the distance of a place's backbone features (all channels of
+            ``neighbour_levels``, averaged over 3x3 neighbourhoods) to the nearest
+            patch of a coreset of the normal training images, over its mean on held-out
+            normal images (RealNet: 0). It needs no anomaly to have been seen, so it
+            ranks defects unlike every synthetic anomaly.
+        neighbour_levels: backbone strides the nearest-neighbour term compares (they
+            must be among ``levels``).
+        neighbour_bank_size: patches in its memory bank (a greedy k-center coreset
+            built in the warm-up and saved with the model).
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -108,6 +120,9 @@ class RealNet(AnomalibModule):
         map_sigma: float = 0.0,
         residual_weight: float = 0.0,
         score_topk: int = 0,
+        neighbour_weight: float = 0.0,
+        neighbour_levels: Sequence[int] = (8, 16),
+        neighbour_bank_size: int = 4096,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -126,6 +141,12 @@ class RealNet(AnomalibModule):
             )
         extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
         channels = extractor.feature_info.channels()
+        neighbour = sorted({int(r) for r in neighbour_levels})
+        if neighbour_weight > 0 and not set(neighbour) <= set(levels):
+            raise ValueError(
+                f"`neighbour_levels` {neighbour} must be among the reconstructed `levels` {levels} "
+                "(the nearest-neighbour term compares those levels' features)."
+            )
         self.model: RealNetModel = RealNetModel(
             extractor,
             channels,
@@ -137,6 +158,9 @@ class RealNet(AnomalibModule):
             map_sigma=map_sigma,
             residual_weight=residual_weight,
             score_topk=score_topk,
+            neighbour_weight=neighbour_weight,
+            neighbour_levels=[levels.index(r) for r in neighbour if r in levels] or None,
+            neighbour_bank_size=neighbour_bank_size,
         )
         self.lr = float(lr)
         if feature_stats_batches < 1:
@@ -214,12 +238,37 @@ class RealNet(AnomalibModule):
            ``standardize_features`` and not yet measured. They cover every channel, so
            they do not depend on step 1; the order is fixed all the same.
 
+        3. the nearest-neighbour term's memory bank (:meth:`fit_nearest_neighbour`), when
+           ``neighbour_weight`` > 0 and not yet built.
+
         ``loader`` yields raw training batches; each step iterates it afresh.
         """
         if feature_selection is not None and not self.feature_selection_done:
             feature_selection.apply(self, loader, self.device, write_cache=write_cache, progress=progress)
         if self.standardize_features and not bool(self.model.feature_stats_done):
             self.measure_feature_statistics(loader)
+        if self.model.neighbour_weight > 0 and not self.model.neighbour_ready:
+            self.fit_nearest_neighbour(loader, progress=progress)
+
+    @torch.no_grad()
+    def fit_nearest_neighbour(self, loader: Any, progress: bool = True) -> None:
+        """Build the nearest-neighbour term's bank from the clean images of every batch of ``loader``.
+
+        ``loader`` yields raw batches as in :meth:`measure_feature_statistics`; also for
+        models trained before the term existed (their checkpoints carry no bank).
+        """
+        term = self.model.nearest_neighbour
+        if term is None:
+            raise ValueError("RealNet: this model has no nearest-neighbour term (`neighbour_levels` is empty).")
+        embeddings = []
+        for batch in tqdm(loader, desc="Nearest-neighbour bank", leave=False, disable=not progress):
+            images = getattr(batch, "source_image", None)
+            images = batch.image if images is None else images
+            embeddings.append(term.embed(self.model.extract(self._pre(images.to(self.device)))).cpu())
+        if not embeddings:
+            raise ValueError("RealNet: the training data loader gave no batches to build the nearest-neighbour bank.")
+        term.fit(torch.cat(embeddings))
+        term.to(self.device)
 
     @torch.no_grad()
     def measure_feature_statistics(self, loader: Any) -> None:
@@ -284,6 +333,13 @@ class RealNet(AnomalibModule):
         self._warn_unmeasured_residual()
 
     def _warn_unmeasured_residual(self) -> None:
+        if self.model.neighbour_weight > 0 and not self.model.neighbour_ready:
+            warnings.warn(
+                "RealNet: `neighbour_weight` > 0 but this model has no nearest-neighbour bank (the checkpoint "
+                "predates it), so the term is left out of the map. Call "
+                "`fit_nearest_neighbour(datamodule.train_dataloader())` first.",
+                stacklevel=2,
+            )
         if self.model.residual_weight > 0 and not bool(self.model.residual_scale_done):
             warnings.warn(
                 "RealNet: `residual_weight` > 0 but this model's normal residual level was never measured (it is "

@@ -50,10 +50,17 @@ class AnomalyScoring:
             map (0: none). The image score is taken from the unsmoothed map.
         residual_weight: the weight of the reconstruction residual's normality term
             (RealNet: 0, the discriminator's probability alone).
+        neighbour_weight: the weight of the nearest-neighbour normality term (the
+            distance to the nearest normal training patch; RealNet: 0).
     """
 
     def __init__(
-        self, score_pool: int = 16, score_topk: int = 0, map_sigma: float = 0.0, residual_weight: float = 0.0
+        self,
+        score_pool: int = 16,
+        score_topk: int = 0,
+        map_sigma: float = 0.0,
+        residual_weight: float = 0.0,
+        neighbour_weight: float = 0.0,
     ) -> None:
         if score_pool < 1:
             raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
@@ -65,6 +72,12 @@ class AnomalyScoring:
             raise ValueError(
                 f"`residual_weight` must lie in [0, 1] (0: the discriminator's map alone); got {residual_weight}."
             )
+        if not 0 <= neighbour_weight <= 1 or residual_weight + neighbour_weight > 1:
+            raise ValueError(
+                "`neighbour_weight` must lie in [0, 1] and sum with `residual_weight` to at most 1; got "
+                f"{neighbour_weight} (residual_weight {residual_weight})."
+            )
+        self.neighbour_weight = float(neighbour_weight)
         self.score_pool = int(score_pool)
         self.score_topk = score_topk
         self.map_sigma = float(map_sigma)

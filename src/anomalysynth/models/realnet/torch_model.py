@@ -24,6 +24,7 @@ from anomalysynth.models.realnet.features import (
     extract_features,
     standardise,
 )
+from anomalysynth.models.realnet.nearest_neighbour import NearestNeighbourNormality
 from anomalysynth.models.realnet.reconstruction import ReconstructionUNet, reconstruction_residuals
 from anomalysynth.models.realnet.scoring import (
     AnomalyScoring,
@@ -93,6 +94,13 @@ class RealNetModel(nn.Module):
             Unlike a box it needs no contiguous region, so one small defect counts in
             full and several far apart add up.
         strides: the levels' strides, for the default ``dims``.
+        neighbour_weight: w in [0, 1] of the nearest-neighbour normality term: the map
+            becomes (1 - w) p + w n / (1 + n), with n the distance of a place's backbone
+            features to the nearest normal training patch over its normal level (see
+            :class:`NearestNeighbourNormality`); RealNet: 0. Needs ``neighbour_levels``.
+        neighbour_levels: indices of the levels whose features (all channels) the
+            nearest-neighbour term compares (``None``: no such term).
+        neighbour_bank_size: patches in the term's memory bank.
     """
 
     residual_scale: Tensor
@@ -113,6 +121,9 @@ class RealNetModel(nn.Module):
         residual_weight: float = 0.0,
         score_topk: int = 0,
         strides: Sequence[int] | None = None,
+        neighbour_weight: float = 0.0,
+        neighbour_levels: Sequence[int] | None = None,
+        neighbour_bank_size: int = 4096,
     ) -> None:
         super().__init__()
         if dims is None:
@@ -129,7 +140,16 @@ class RealNetModel(nn.Module):
                 raise ValueError(f"`dims[{k}]` = {d} must lie in [1, {c}] (the layer's channels).")
         if not 0 < rrs_ratio <= 1:
             raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
-        self.scoring = AnomalyScoring(score_pool, score_topk, map_sigma, residual_weight)
+        self.scoring = AnomalyScoring(score_pool, score_topk, map_sigma, residual_weight, neighbour_weight)
+        self.nearest_neighbour: NearestNeighbourNormality | None = None
+        if neighbour_levels is not None:
+            if any(not 0 <= k < len(channels) for k in neighbour_levels):
+                raise ValueError(f"`neighbour_levels` must index the {len(channels)} levels; got {neighbour_levels}.")
+            self.nearest_neighbour = NearestNeighbourNormality(
+                neighbour_levels, [channels[k] for k in neighbour_levels], neighbour_bank_size
+            )
+        elif neighbour_weight > 0:
+            raise ValueError("`neighbour_weight` > 0 needs `neighbour_levels` (the levels the term compares).")
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
 
         # features: the frozen extractor; the folded copy lives in a plain dict, out of the state dict
@@ -172,7 +192,8 @@ class RealNetModel(nn.Module):
 
     def forward(self, images: Tensor, features: list[Tensor] | None = None) -> RealNetOutput:
         """``features``: the extractor's output for ``images`` (all channels), if already computed."""
-        features = self.select(self.extract(images) if features is None else features)
+        raw = self.extract(images) if features is None else features
+        features = self.select(raw)
         reconstructions = [g(f) for g, f in zip(self.reconstruction, features, strict=True)]
         residuals = reconstruction_residuals(features, reconstructions)
         inputs = discriminator_input(
@@ -180,7 +201,7 @@ class RealNetModel(nn.Module):
         )
         size = images.shape[-2:]
         logits = F.interpolate(self.discriminator(inputs), size=size, mode="bilinear", align_corners=False)
-        anomaly_map, score = self.scoring(logits, self.normality_terms(residuals, size))
+        anomaly_map, score = self.scoring(logits, self.normality_terms(residuals, size, raw))
         return RealNetOutput(logits, anomaly_map, score, reconstructions, features)
 
     # ------------------------------------------------------------------ features
@@ -214,12 +235,28 @@ class RealNetModel(nn.Module):
         self.feature_stats_done.fill_(True)
 
     # ------------------------------------------------------------------ scoring
-    def normality_terms(self, residuals: Sequence[Tensor], size: Sequence[int]) -> list[NormalityTerm]:
-        """The maps mixed into the discriminator's probability (each with its weight from ``scoring``)."""
+    def normality_terms(
+        self, residuals: Sequence[Tensor], size: Sequence[int], raw: Sequence[Tensor] | None = None
+    ) -> list[NormalityTerm]:
+        """The maps mixed into the discriminator's probability (each with its weight from ``scoring``).
+
+        ``raw``: the extractor's features (all channels), for the nearest-neighbour term. A
+        term whose bank was never built (a checkpoint from before it existed) is left out.
+        """
         terms = []
         if self.scoring.residual_weight > 0:
             terms.append(NormalityTerm(self.scoring.residual_weight, self.residual_map(residuals, size)))
+        if self.scoring.neighbour_weight > 0 and self.neighbour_ready and raw is not None:
+            assert self.nearest_neighbour is not None
+            distance = self.nearest_neighbour(raw)
+            distance = F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False)
+            terms.append(NormalityTerm(self.scoring.neighbour_weight, distance))
         return terms
+
+    @property
+    def neighbour_ready(self) -> bool:
+        """Whether the nearest-neighbour term has its bank."""
+        return self.nearest_neighbour is not None and bool(self.nearest_neighbour.fitted)
 
     def residual_map(self, residuals: Sequence[Tensor], size: Sequence[int]) -> Tensor:
         """(B, 1, *size): each level's channel-mean residual over its normal mean, averaged over levels."""
@@ -234,6 +271,7 @@ class RealNetModel(nn.Module):
     score_topk = _scoring_setting("score_topk")
     map_sigma = _scoring_setting("map_sigma")
     residual_weight = _scoring_setting("residual_weight")
+    neighbour_weight = _scoring_setting("neighbour_weight")
 
     # ------------------------------------------------------------------ module state
     def train(self, mode: bool = True) -> RealNetModel:

@@ -1,0 +1,158 @@
+"""A normality term that needs no anomaly: the distance to the nearest normal training patch.
+
+RealNet's discriminator only knows the anomalies it was shown; a real defect that
+looks like none of them can get a probability of 0, tied with normal regions. The
+distance of a place's backbone features to the nearest patch of the normal training
+images (the memory bank of PatchCore, Roth et al., CVPR 2022) ranks such a defect by
+how unlike every normal place it is, whatever it looks like.
+
+The bank is a greedy k-center coreset of the training patches (PatchCore's
+selection, on a random projection), built once before training from the clean
+images. Distances are divided by ``scale``, the mean nearest distance of patches from
+held-out normal images, so normal places sit near 1 and the term mixes into the
+discriminator's probability like the reconstruction residual does (see
+:mod:`anomalysynth.models.realnet.scoring`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["NearestNeighbourNormality", "greedy_coreset", "nearest_distance"]
+
+
+class NearestNeighbourNormality(nn.Module):
+    """Nearest-neighbour distance of locally averaged backbone features to a bank of normal patches.
+
+    Args:
+        levels: indices of the feature levels used (their features are averaged over
+            ``pool`` x ``pool`` neighbourhoods, brought to the first level's size and
+            concatenated).
+        channels: channels of each of those levels.
+        bank_size: patches kept in the bank (the coreset's size).
+        pool: side of the local average (PatchCore: 3).
+    """
+
+    bank: Tensor
+    scale: Tensor
+    fitted: Tensor
+
+    def __init__(self, levels: Sequence[int], channels: Sequence[int], bank_size: int = 4096, pool: int = 3) -> None:
+        super().__init__()
+        if not levels or len(levels) != len(channels):
+            raise ValueError(f"Expected one channel count per level; got levels {levels} and channels {channels}.")
+        if bank_size < 1:
+            raise ValueError(f"`bank_size` must be >= 1; got {bank_size}.")
+        if pool < 1 or pool % 2 == 0:
+            raise ValueError(f"`pool` must be an odd integer >= 1; got {pool}.")
+        self.levels = [int(k) for k in levels]
+        self.bank_size = int(bank_size)
+        self.pool = int(pool)
+        self.register_buffer("bank", torch.zeros(0, sum(channels)))
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def embed(self, features: Sequence[Tensor]) -> Tensor:
+        """(B, D, h, w): the chosen levels, locally averaged, at the first chosen level's size."""
+        chosen = [features[k] for k in self.levels]
+        size = chosen[0].shape[-2:]
+        out = []
+        for f in chosen:
+            if self.pool > 1:
+                f = F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
+            if f.shape[-2:] != size:
+                f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+            out.append(f)
+        return torch.cat(out, dim=1)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        """(B, 1, h, w) nearest distance to the bank over ``scale`` (near 1 on normal places)."""
+        if not bool(self.fitted):
+            raise RuntimeError(
+                "The nearest-neighbour normality term has no bank yet: RealNet builds it in its warm-up before fit "
+                "(or call `fit(embeddings)`)."
+            )
+        embedding = self.embed(features)
+        b, d, h, w = embedding.shape
+        query = embedding.permute(0, 2, 3, 1).reshape(-1, d)
+        distance = nearest_distance(query, self.bank.to(query.dtype))
+        return (distance / self.scale.clamp_min(1e-12)).view(b, 1, h, w)
+
+    @torch.no_grad()
+    def fit(self, embeddings: Tensor, generator: torch.Generator | None = None, max_candidates: int = 200_000) -> None:
+        """Build the bank and the scale from (N, D, h, w) embeddings of N clean training images.
+
+        Every 8th image (at least one, when N > 1) is held out to measure ``scale``; the
+        other images' patches (a seeded random ``max_candidates`` of them when there
+        are more) are the coreset's candidates.
+        """
+        if embeddings.ndim != 4 or embeddings.shape[0] < 1:
+            raise ValueError(f"Expected (N, D, h, w) embeddings of N >= 1 images; got {tuple(embeddings.shape)}.")
+        generator = generator or torch.Generator().manual_seed(0)
+        n, d = embeddings.shape[:2]
+        held = torch.zeros(n, dtype=torch.bool)
+        if n > 1:
+            held[torch.arange(n // 8) * 8 + 7 if n >= 8 else torch.tensor([n - 1])] = True
+        patches = embeddings.permute(0, 2, 3, 1).float()
+        candidates = patches[~held].reshape(-1, d)
+        if len(candidates) > max_candidates:
+            candidates = candidates[torch.randperm(len(candidates), generator=generator)[:max_candidates]]
+        index = greedy_coreset(candidates, min(self.bank_size, len(candidates)), generator)
+        bank = candidates[index].contiguous()
+        calibration = patches[held].reshape(-1, d) if bool(held.any()) else candidates
+        scale = nearest_distance(calibration, bank).mean()
+        self.bank = bank.to(self.bank.device)
+        self.scale.fill_(float(scale) if float(scale) > 0 else 1.0)
+        self.fitted.fill_(True)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # the bank's length is the saved model's: take its shape before loading
+        if prefix + "bank" not in state_dict:
+            # a checkpoint from before the term existed: no bank (the term stays out of the map)
+            state_dict[prefix + "bank"] = torch.zeros(0, self.bank.shape[1])
+            state_dict[prefix + "scale"] = torch.tensor(1.0)
+            state_dict[prefix + "fitted"] = torch.tensor(False)
+        bank = state_dict.get(prefix + "bank")
+        if isinstance(bank, Tensor) and bank.shape != self.bank.shape:
+            self.bank = torch.zeros_like(bank, device=self.bank.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def nearest_distance(query: Tensor, bank: Tensor, chunk: int = 4096) -> Tensor:
+    """(N,) Euclidean distance of each row of ``query`` (N, D) to its nearest row of ``bank`` (M, D)."""
+    bank_sq = bank.pow(2).sum(dim=1)
+    out = []
+    for start in range(0, len(query), chunk):
+        q = query[start : start + chunk]
+        squared = torch.addmm(bank_sq.unsqueeze(0), q, bank.T, alpha=-2).add_(q.pow(2).sum(dim=1, keepdim=True))
+        out.append(squared.amin(dim=1).clamp_min_(0).sqrt_())
+    return torch.cat(out) if out else query.new_zeros(0)
+
+
+@torch.no_grad()
+def greedy_coreset(points: Tensor, size: int, generator: torch.Generator | None = None, projection: int = 128) -> Tensor:
+    """Indices of a greedy k-center coreset of ``size`` rows of ``points`` (N, D).
+
+    PatchCore's selection: start from a seeded random point, then repeatedly add the
+    point farthest from the chosen ones, measured on a random Gaussian projection to
+    ``projection`` dimensions (Johnson-Lindenstrauss) when D is larger.
+    """
+    n = len(points)
+    if not 1 <= size <= n:
+        raise ValueError(f"A coreset of {size} points needs 1 <= size <= {n} (the candidates).")
+    generator = generator or torch.Generator().manual_seed(0)
+    z = points.float()
+    if z.shape[1] > projection:
+        z = z @ (torch.randn(z.shape[1], projection, generator=generator) / projection**0.5).to(z.device)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(n, (1,), generator=generator))
+    nearest = (z - z[chosen[0]]).pow_(2).sum(dim=1)
+    for i in range(1, size):
+        chosen[i] = int(nearest.argmax())
+        torch.minimum(nearest, (z - z[chosen[i]]).pow_(2).sum(dim=1), out=nearest)
+    return chosen.to(points.device)
