@@ -84,7 +84,7 @@ class NearestNeighbourNormality(nn.Module):
         return (distance / self.scale.clamp_min(1e-12)).view(b, 1, h, w)
 
     @torch.no_grad()
-    def fit(self, embeddings: Tensor, generator: torch.Generator | None = None, max_candidates: int = 200_000) -> None:
+    def fit(self, embeddings: Tensor, generator: torch.Generator | None = None, max_candidates: int = 50_000) -> None:
         """Build the bank and the scale from (N, D, h, w) embeddings of N clean training images.
 
         Every 8th image (at least one, when N > 1) is held out to measure ``scale``; the
@@ -149,10 +149,13 @@ def greedy_coreset(points: Tensor, size: int, generator: torch.Generator | None 
     z = points.float()
     if z.shape[1] > projection:
         z = z @ (torch.randn(z.shape[1], projection, generator=generator) / projection**0.5).to(z.device)
+    # squared distances as |z|^2 - 2 z.c + |c|^2: one matrix-vector product per step
+    norms = z.pow(2).sum(dim=1)
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=generator))
-    nearest = (z - z[chosen[0]]).pow_(2).sum(dim=1)
+    nearest = (norms - 2 * (z @ z[chosen[0]]) + norms[chosen[0]]).clamp_min_(0)
     for i in range(1, size):
-        chosen[i] = int(nearest.argmax())
-        torch.minimum(nearest, (z - z[chosen[i]]).pow_(2).sum(dim=1), out=nearest)
+        index = int(nearest.argmax())
+        chosen[i] = index
+        torch.minimum(nearest, (norms - 2 * (z @ z[index]) + norms[index]).clamp_min_(0), out=nearest)
     return chosen.to(points.device)

@@ -1,0 +1,139 @@
+"""Choose RealNet's recipe on validation halves: train once, then sweep the scoring.
+
+Trains one RealNet (any constructor arguments, any synthesizer mix) on the training
+split of an MVTec-style folder, then keeps, per pixel of the **validation** and
+**test** halves (``benchmarks/splits.py``), the discriminator's probability p, the
+scaled reconstruction residual r and the nearest-neighbour distance n. Every
+``neighbour_weight`` and image score (plain max, top k, 16x16 box) is then scored on
+both halves without training again. Choose on the validation half; the test half
+reports. Run it alone:
+
+    python benchmarks/recipe_sweep.py --root ../shared/datasets/deeppcb --epochs 8 \\
+        --realnet-args '{"neighbour_weight": 0.5, "map_sigma": 4}' \\
+        --mix '[["perlin_texture", {}], ["cutpaste_union", {}]]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from detection_quality import evaluator, folder
+from splits import make_halves
+
+
+def collect(model: Any, loader: Any) -> dict[str, torch.Tensor]:
+    """p, n (image size), labels and masks of every batch of ``loader``."""
+    import torch.nn.functional as F
+
+    from anomalysynth.models.realnet.scoring import anomaly_probability
+
+    net = model.model.eval()
+    out: dict[str, list[torch.Tensor]] = {"p": [], "n": [], "label": [], "mask": []}
+    with torch.inference_mode():
+        for batch in loader:
+            images = model._pre(batch.image)
+            raw = net.extract(images)
+            result = net(images, raw)
+            size = batch.image.shape[-2:]
+            out["p"].append(anomaly_probability(result.logits))
+            distance = net.nearest_neighbour(raw)
+            out["n"].append(F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False))
+            out["label"].append(batch.gt_label.long())
+            out["mask"].append(batch.gt_mask.view(len(batch.image), *size).long())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def score(data: dict[str, torch.Tensor], weight: float, sigma: float, modes: list[str]) -> dict[str, float]:
+    import torch.nn.functional as F
+    from anomalib.metrics.aupro import _AUPRO
+    from torchmetrics.functional.classification import binary_auroc
+
+    from anomalysynth.filters import gaussian_blur
+    from anomalysynth.models.realnet.scoring import NormalityTerm, mix_normality
+
+    amap = mix_normality(data["p"], [NormalityTerm(weight, data["n"])])
+    flat = amap.flatten(1)
+    row: dict[str, float] = {}
+    for mode in modes:
+        if mode == "max":
+            s = flat.amax(dim=1)
+        elif mode.startswith("top"):
+            s = flat.topk(int(mode[3:]), dim=1).values.mean(dim=1)
+        else:  # box16
+            pooled = F.avg_pool2d(amap, 16, stride=1)
+            s = pooled.flatten(1).amax(dim=1)
+        row[f"image_{mode}"] = float(binary_auroc(s, data["label"]))
+    smooth = gaussian_blur(amap, sigma) if sigma > 0 else amap
+    row["pixel"] = float(binary_auroc(smooth.flatten(), data["mask"].flatten()))
+    aupro = _AUPRO(fpr_limit=0.3)
+    aupro.update(smooth[:, 0], data["mask"])
+    row["aupro"] = float(aupro.compute())
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--splits", type=Path, default=Path("results/splits"))
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--mix", type=json.loads, default=[["perlin_texture", {}]])
+    parser.add_argument("--realnet-args", type=json.loads, default={})
+    parser.add_argument("--weights", default="0,0.25,0.5,0.75,0.9,1")
+    parser.add_argument("--modes", default="max,top10,top50,box16")
+    parser.add_argument("--sigma", type=float, default=4.0)
+    parser.add_argument("--save", type=Path, default=None, help="write the trained model's checkpoint here")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(2)
+
+    import lightning.pytorch as pl
+    from anomalib.engine import Engine
+
+    import anomalysynth  # noqa: F401
+    from anomalysynth.datamodules import SyntheticAnomalyDataModule
+    from anomalysynth.models import RealNet
+    from anomalysynth.synth import OneOf, create_synthesizer
+
+    halves = make_halves(args.root, args.splits / args.root.name)
+    synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix])
+    realnet_args = {"lr": 5e-4, "neighbour_weight": 0.5, **args.realnet_args}
+    pl.seed_everything(0, verbose=False)
+    model = RealNet(evaluator=evaluator(), **realnet_args)
+    datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
+    engine = Engine(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, default_root_dir="results/bench")
+    start = time.perf_counter()
+    engine.fit(model=model, datamodule=datamodule)
+    print(f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; mix {args.mix}; realnet {realnet_args}")
+    if args.save:
+        engine.trainer.save_checkpoint(args.save)
+    weights = [float(v) for v in args.weights.split(",")]
+    modes = args.modes.split(",")
+    for name, root in halves.items():
+        dm = folder(root, args.image_size, args.batch)
+        dm.setup()
+        data = collect(model, dm.test_dataloader())
+        print(f"\n{name} half: {len(data['label'])} images")
+        print(f"{'weight':>7s} " + " ".join(f"{m:>8s}" for m in modes) + f" {'pixel':>8s} {'AUPRO':>8s}")
+        for w in weights:
+            row = score(data, w, args.sigma, modes)
+            print(
+                f"{w:7.2f} "
+                + " ".join(f"{row['image_' + m]:8.4f}" for m in modes)
+                + f" {row['pixel']:8.4f} {row['aupro']:8.4f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

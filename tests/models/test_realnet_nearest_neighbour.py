@@ -1,0 +1,87 @@
+"""RealNet's nearest-neighbour normality term, against brute-force references (numpy, scipy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from anomalysynth.models.realnet.nearest_neighbour import NearestNeighbourNormality, greedy_coreset, nearest_distance
+from tests.models.tiny_realnet import CHANNELS, tiny_model
+
+
+def test_nearest_distance_matches_scipy():
+    g = torch.Generator().manual_seed(0)
+    query, bank = torch.randn(300, 7, generator=g), torch.randn(50, 7, generator=g)
+    expected = cdist(query.numpy(), bank.numpy()).min(axis=1)
+    np.testing.assert_allclose(nearest_distance(query, bank, chunk=64).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def naive_k_center(points: np.ndarray, size: int, start: int) -> list[int]:
+    chosen = [start]
+    nearest = np.linalg.norm(points - points[start], axis=1)
+    for _ in range(size - 1):
+        index = int(np.argmax(nearest))
+        chosen.append(index)
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[index], axis=1))
+    return chosen
+
+
+def test_greedy_coreset_is_the_k_center_selection():
+    points = torch.randn(400, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    chosen = greedy_coreset(points, 20, torch.Generator().manual_seed(3))
+    start = int(torch.randint(400, (1,), generator=torch.Generator().manual_seed(3)))
+    assert chosen.tolist() == naive_k_center(points.numpy(), 20, start)
+    with pytest.raises(ValueError, match="size"):
+        greedy_coreset(points, 401)
+
+
+def test_fit_scales_by_held_out_images_and_finds_training_patches():
+    g = torch.Generator().manual_seed(2)
+    term = NearestNeighbourNormality([0], [6], bank_size=10_000, pool=1)
+    embeddings = torch.randn(16, 6, 4, 4, generator=g)
+    term.fit(embeddings)
+    # every 8th image (7 and 15) is held out; with a bank of all other patches the scale is their mean distance
+    held = embeddings[[7, 15]].permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    rest = embeddings[[i for i in range(16) if i not in (7, 15)]].permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    assert len(term.bank) == len(rest)
+    assert float(term.scale) == pytest.approx(cdist(held, rest).min(axis=1).mean(), rel=1e-4)
+    # a training image's own patches sit at distance 0; an unseen image's do not
+    assert term([embeddings[:1]]).abs().max() < 1e-2  # float rounding of |q|^2 - 2 q.b + |b|^2 under the root
+    assert term([embeddings[7:8]]).min() > 0
+
+
+def test_term_refuses_to_run_without_a_bank_and_round_trips_its_bank():
+    term = NearestNeighbourNormality([0], [3], bank_size=5, pool=1)
+    with pytest.raises(RuntimeError, match="no bank"):
+        term([torch.zeros(1, 3, 2, 2)])
+    term.fit(torch.randn(9, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
+    other = NearestNeighbourNormality([0], [3], bank_size=5, pool=1)
+    other.load_state_dict(term.state_dict())
+    assert torch.equal(other.bank, term.bank) and bool(other.fitted)
+    # a state dict from before the term existed loads as "no bank"
+    fresh = NearestNeighbourNormality([0], [3], bank_size=5, pool=1)
+    fresh.load_state_dict({})
+    assert not bool(fresh.fitted)
+
+
+def test_realnet_mixes_the_distance_into_its_map():
+    model = tiny_model(neighbour_weight=0.4, neighbour_levels=[1, 2]).eval()
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    raw = model.extract(images)
+    assert model.nearest_neighbour is not None
+    model.nearest_neighbour.fit(model.nearest_neighbour.embed(raw))
+    out = model(images)
+    # the same map written out: (1 - w) p + w n / (1 + n), with n the distance brought to image size
+    probability = out.logits.softmax(dim=1)[:, 1:2]
+    n = torch.nn.functional.interpolate(model.nearest_neighbour(raw), size=(64, 64), mode="bilinear")
+    expected = 0.6 * probability + 0.4 * n / (1 + n)
+    torch.testing.assert_close(out.anomaly_map, expected)
+    # w = 0: the discriminator's probability alone
+    model.neighbour_weight = 0.0
+    torch.testing.assert_close(model(images).anomaly_map, probability)
+    with pytest.raises(ValueError, match="neighbour_levels"):
+        tiny_model(neighbour_weight=0.4)
+    with pytest.raises(ValueError, match="neighbour_levels"):
+        tiny_model(neighbour_weight=0.4, neighbour_levels=[len(CHANNELS)])
