@@ -29,7 +29,12 @@ def test_feature_matching_matches_numpy():
     g = torch.Generator().manual_seed(1)
     fake = [[torch.randn(2, 3, 4, 4, generator=g) for _ in range(3)] for _ in range(2)]
     real = [[torch.randn(2, 3, 4, 4, generator=g) for _ in range(3)] for _ in range(2)]
-    expected = np.mean([sum(np.abs(f.numpy() - r.numpy()).mean() for f, r in zip(fs[:-1], rs[:-1])) for fs, rs in zip(fake, real)])
+    expected = np.mean(
+        [
+            sum(np.abs(f.numpy() - r.numpy()).mean() for f, r in zip(fs[:-1], rs[:-1], strict=True))
+            for fs, rs in zip(fake, real, strict=True)
+        ]
+    )
     assert float(feature_matching_loss(fake, real)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -45,7 +50,7 @@ def test_efficientnet_perceptual_loss_is_zero_only_for_equal_images():
 
 
 def test_vgg19_needs_a_local_weights_file_and_loads_one(tmp_path):
-    with pytest.raises(ValueError, match="vgg19-dcbb9e9d.pth"):
+    with pytest.raises(ValueError, match=r"vgg19-dcbb9e9d\.pth"):
         PerceptualLoss("vgg19")
     from torchvision.models import vgg19
 

@@ -55,12 +55,16 @@ def test_what_each_manipulation_puts_inside():
 
 def test_outline_is_the_region_minus_its_erosion():
     r = region()
-    expected = r[0, 0].numpy().astype(bool) & ~ndimage.binary_erosion(r[0, 0].numpy().astype(bool), np.ones((3, 3)), border_value=1)
+    expected = r[0, 0].numpy().astype(bool) & ~ndimage.binary_erosion(
+        r[0, 0].numpy().astype(bool), np.ones((3, 3)), border_value=1
+    )
     np.testing.assert_array_equal(outline(r)[0, 0].numpy().astype(bool), expected)
 
 
 def test_ellipse_area_and_centre_in_the_foreground():
-    r = ellipse_region(torch.tensor([[32.0, 32.0]]), torch.tensor([0.05]), torch.tensor([3.0]), torch.tensor([1.0]), 64, 64)
+    r = ellipse_region(
+        torch.tensor([[32.0, 32.0]]), torch.tensor([0.05]), torch.tensor([3.0]), torch.tensor([1.0]), 64, 64
+    )
     assert float(r.mean()) == pytest.approx(0.05, rel=0.1)
     fg = torch.zeros(2, 1, 16, 16)
     fg[0, 0, 4:8, 10:12] = 1

@@ -5,6 +5,7 @@ from anomalysynth.gan.checkpoint import load_pipeline, read_checkpoint
 from anomalysynth.gan.conditions import ConditionExtractor, edge_map, pseudo_depth
 from anomalysynth.gan.discriminator import MultiscaleDiscriminator, PatchDiscriminator
 from anomalysynth.gan.generator import AnomalyHybridGenerator, DecoderOutput, fuse
+from anomalysynth.gan.grid import AnomalyHybridSampleGrid, hybrid_grid
 from anomalysynth.gan.losses import feature_matching_loss, gan_loss
 from anomalysynth.gan.manipulations import MANIPULATIONS, manipulate
 from anomalysynth.gan.module import AnomalyHybridGAN
@@ -16,6 +17,7 @@ __all__ = [
     "MANIPULATIONS",
     "AnomalyHybridGAN",
     "AnomalyHybridGenerator",
+    "AnomalyHybridSampleGrid",
     "ConditionExtractor",
     "DecoderOutput",
     "HybridPipeline",
@@ -28,6 +30,7 @@ __all__ = [
     "feature_matching_loss",
     "fuse",
     "gan_loss",
+    "hybrid_grid",
     "load_pipeline",
     "manipulate",
     "pseudo_depth",

@@ -100,9 +100,7 @@ class TripletAugmentation:
         tps_probability: float = 1.0,
     ) -> None:
         if not 0.0 <= flip_probability <= 1.0 or not 0.0 <= tps_probability <= 1.0:
-            raise ValueError(
-                f"Expected probabilities in [0, 1]; got flip {flip_probability}, tps {tps_probability}."
-            )
+            raise ValueError(f"Expected probabilities in [0, 1]; got flip {flip_probability}, tps {tps_probability}.")
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"Expected 0 < scale[0] <= scale[1] <= 1; got {tuple(scale)}.")
         if not 0.0 <= tps_shift <= 0.5:
@@ -117,11 +115,15 @@ class TripletAugmentation:
         p = self.flip_probability
         hflip = draw(generators, lambda g: torch.rand((), generator=g) < p)
         vflip = draw(generators, lambda g: torch.rand((), generator=g) < p)
-        scale = uniform(generators, *self.scale) if self.scale[0] < self.scale[1] else torch.full(
-            (len(generators),), self.scale[0]
+        scale = (
+            uniform(generators, *self.scale)
+            if self.scale[0] < self.scale[1]
+            else torch.full((len(generators),), self.scale[0])
         )
         room = 1 - scale
-        translate = (torch.stack([uniform(generators, -1.0, 1.0), uniform(generators, -1.0, 1.0)], dim=1)) * room[:, None]
+        translate = (torch.stack([uniform(generators, -1.0, 1.0), uniform(generators, -1.0, 1.0)], dim=1)) * room[
+            :, None
+        ]
         return {
             "hflip": hflip,
             "vflip": vflip,

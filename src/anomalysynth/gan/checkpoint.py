@@ -56,7 +56,10 @@ def build_conditions(hparams: Any, **overrides: Any) -> ConditionExtractor:
 
 
 def load_pipeline(
-    path: str | Path, change_threshold: float = 0.02, map_location: str | torch.device = "cpu", **condition_overrides: Any
+    path: str | Path,
+    change_threshold: float = 0.02,
+    map_location: str | torch.device = "cpu",
+    **condition_overrides: Any,
 ) -> tuple[HybridPipeline, dict[str, Any]]:
     """The :class:`HybridPipeline` of a checkpoint and its hyperparameters.
 
@@ -69,9 +72,11 @@ def load_pipeline(
         raise ValueError(f"{str(path)!r} lacks the generator hyperparameters {missing}.")
     generator = AnomalyHybridGenerator(*(hparams[k] for k in GENERATOR_KEYS))
     prefix = "generator."
-    generator.load_state_dict({k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    generator.load_state_dict(
+        {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    )
     conditions = build_conditions(hparams, **condition_overrides)
-    return HybridPipeline(generator, conditions, change_threshold), hparams
+    return HybridPipeline(generator.eval().requires_grad_(False), conditions, change_threshold), hparams
 
 
 def match_channels(images: Tensor, channels: int) -> Tensor:

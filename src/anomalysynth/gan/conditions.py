@@ -61,7 +61,7 @@ def pseudo_depth(images: Tensor, sigma_ratio: float = 0.01) -> Tensor:
     import kornia
 
     sigma = max(1.0, sigma_ratio * min(images.shape[-2:]))
-    k = 2 * int(round(2 * sigma)) + 1
+    k = 2 * round(2 * sigma) + 1
     return _normalise(kornia.filters.gaussian_blur2d(grey(images), (k, k), (sigma, sigma), border_type="reflect"))
 
 

@@ -64,7 +64,12 @@ class MultiscaleDiscriminator(nn.Module):
     """
 
     def __init__(
-        self, condition_channels: int = 2, image_channels: int = 3, width: int = 64, num_layers: int = 3, num_scales: int = 2
+        self,
+        condition_channels: int = 2,
+        image_channels: int = 3,
+        width: int = 64,
+        num_layers: int = 3,
+        num_scales: int = 2,
     ) -> None:
         super().__init__()
         if num_scales < 1 or num_layers < 1:

@@ -36,6 +36,7 @@ from anomalysynth.seeding import keyed_generators
 
 __all__ = ["AnomalyHybridGAN", "TrainingPair", "batch_images_and_paths"]
 
+
 class TrainingPair:
     """The tensors of one training step (all (B, ., S, S) in [0, 1])."""
 
@@ -110,7 +111,8 @@ class AnomalyHybridGAN(pl.LightningModule):
             raise ValueError(f"`gan_mode` must be one of {GAN_MODES}; got {gan_mode!r}.")
         if image_size % 2**num_downsampling:
             raise ValueError(
-                f"`image_size` {image_size} must be divisible by {2**num_downsampling} ({num_downsampling} downsamplings)."
+                f"`image_size` {image_size} must be divisible by {2**num_downsampling} "
+                f"({num_downsampling} downsamplings)."
             )
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -182,7 +184,7 @@ class AnomalyHybridGAN(pl.LightningModule):
         return real + torch.stack(fakes).mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        opt_g, opt_d = self.optimizers()  # type: ignore[misc, attr-defined]
         pair = self.training_pair(batch, self.global_step)
         outputs = self.generator(pair.content, pair.depth, pair.edge)
         # generator step (the discriminator is not updated by it)

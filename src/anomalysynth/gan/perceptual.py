@@ -66,7 +66,8 @@ class PerceptualLoss(nn.Module):
     def _features(self, x: Tensor) -> list[Tensor]:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        h = (x - self.mean) / self.std
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        h = (x - mean) / std
         out = []
         if self.backbone == "efficientnet_lite0":
             return list(self.stages[0](h))

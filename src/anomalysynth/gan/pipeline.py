@@ -60,7 +60,8 @@ class HybridPipeline(nn.Module):
     """A trained AnomalyHybrid generator with its condition extractor.
 
     Args:
-        generator: the trained generator (eval mode is set here).
+        generator: the trained generator (used as it is: training code can render grids
+            with the live network; :func:`~anomalysynth.gan.checkpoint.load_pipeline` freezes it).
         conditions: the extractor the generator was trained with.
         change_threshold: how much a pixel must change (mean absolute difference in
             [0, 1] units, 3x3-averaged) to count as anomalous.
@@ -72,7 +73,7 @@ class HybridPipeline(nn.Module):
         super().__init__()
         if not 0.0 <= change_threshold < 1.0:
             raise ValueError(f"`change_threshold` must lie in [0, 1); got {change_threshold}.")
-        self.generator = generator.eval().requires_grad_(False)
+        self.generator = generator
         self.conditions = conditions
         self.change_threshold = float(change_threshold)
 
@@ -110,7 +111,9 @@ class HybridPipeline(nn.Module):
             region = torch.ones_like(region)
             edited_depth, edited_edge, content = depth, edge, reference
         else:
-            ref_depth, ref_edge = reference_conditions if reference_conditions is not None else self.conditions(reference)
+            ref_depth, ref_edge = (
+                reference_conditions if reference_conditions is not None else self.conditions(reference)
+            )
             edited_depth, edited_edge = manipulate(
                 mode, depth, edge, ref_depth, ref_edge, region, tps_shift=tps_shift, tps_angle=tps_angle
             )

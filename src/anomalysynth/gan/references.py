@@ -39,7 +39,9 @@ class ReferenceImages:
         key = (index, height, width, channels)
         if key not in self._cache:
             with Image.open(self.files[index]) as img:
-                resized = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.Resampling.BILINEAR)
+                resized = img.convert("RGB" if channels == 3 else "L").resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
                 array = np.asarray(resized, dtype=np.float32) / 255
             tensor = torch.from_numpy(array.copy())
             tensor = tensor.permute(2, 0, 1) if channels == 3 else tensor.unsqueeze(0)
