@@ -246,7 +246,8 @@ class RealNetModel(nn.Module):
         terms = []
         if self.scoring.residual_weight > 0:
             terms.append(NormalityTerm(self.scoring.residual_weight, self.residual_map(residuals, size)))
-        if self.scoring.neighbour_weight > 0 and self.neighbour_ready and raw is not None:
+        # the training loss never reads the map: the bank search is left out of training steps
+        if self.scoring.neighbour_weight > 0 and self.neighbour_ready and raw is not None and not self.training:
             assert self.nearest_neighbour is not None
             distance = self.nearest_neighbour(raw)
             distance = F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False)
