@@ -111,7 +111,9 @@ def main() -> None:
     pl.seed_everything(0, verbose=False)
     model = RealNet(evaluator=evaluator(), **realnet_args)
     datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
-    engine = Engine(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, default_root_dir="results/bench")
+    engine = Engine(
+        max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, default_root_dir="results/bench"
+    )
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)
     print(f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; mix {args.mix}; realnet {realnet_args}")

@@ -98,7 +98,9 @@ def test_fresh_anomalies_every_epoch_by_default_and_a_switch_for_a_fixed_set(tin
     assert {e for e, _ in sampler} == {3} and sorted(i for _, i in sampler) == list(range(len(fresh)))
 
 
-def epoch_items(dm: SyntheticAnomalyDataModule, epoch: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def epoch_items(
+    dm: SyntheticAnomalyDataModule, epoch: int
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(epoch)  # what Lightning's fit loop does at every epoch
     return all_items(loader)

@@ -1,10 +1,10 @@
 """Anomaly synthesizers: the contract, the registry, composition (mask x source x blend)
 and every method."""
 
+from anomalysynth.seeding import per_sample_generators
 from anomalysynth.synth.anomalyany import AnomalyAny
 from anomalysynth.synth.anomalyhybrid import AnomalyHybrid
 from anomalysynth.synth.base import Synthesizer, SynthOutput, slice_params, validate_images
-from anomalysynth.seeding import per_sample_generators
 from anomalysynth.synth.blend import blend
 from anomalysynth.synth.blended import BlendedSynthesizer
 from anomalysynth.synth.compose import OneOf
