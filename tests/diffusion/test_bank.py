@@ -65,7 +65,11 @@ def test_sdas_synthesizer_reads_the_bank_and_reports_strengths(tiny_checkpoint, 
     out = synth(images, generator=torch.Generator().manual_seed(0))
     strengths = SDASBank(bank).strengths.float()
     assert torch.equal(out.params["sdas_strength"], strengths[out.params["texture_index"]])
-    assert ((out.strength >= 0.5) & (out.strength <= 1.0)).all()  # opacity U[0.5, 1]
+    # the strength is the parts' product: opacity U[0.5, 1] times the texture's s
+    s = out.params["sdas_strength"].float()
+    anomalous = out.label.bool()
+    ratio = out.strength[anomalous] / s[anomalous]
+    assert ((ratio >= 0.5 - 1e-6) & (ratio <= 1.0 + 1e-6)).all()
     manifest = json.loads((bank / "manifest.json").read_text())
     assert synth.config()["bank_key"] == json.dumps(manifest["key"], sort_keys=True)
 
