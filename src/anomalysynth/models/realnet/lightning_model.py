@@ -183,7 +183,12 @@ class RealNet(AnomalibModule):
             raise ValueError(f"`init_weights`: {str(path)!r} holds no state dict.")
         wanted = {k: v for k, v in state.items() if k.startswith("model.") or k == "afs_done"}
         upgrade_state_dict(wanted, "model.", self.model.channels)
-        own = {k for k in self.state_dict() if k.startswith("model.") or k == "afs_done"}
+        # the nearest-neighbour bank sizes itself to the saved one, and older checkpoints have none
+        own = {
+            k
+            for k in self.state_dict()
+            if (k.startswith("model.") or k == "afs_done") and not k.startswith("model.nearest_neighbour.")
+        }
         missing = sorted(own - wanted.keys())
         mismatched = sorted(k for k in own & wanted.keys() if self.state_dict()[k].shape != wanted[k].shape)
         if missing or mismatched:
