@@ -217,3 +217,13 @@ def test_repeats_give_each_image_several_different_anomalies(tiny_folder):
         dm.train_data[6]
     with pytest.raises(ValueError, match="repeats"):
         SyntheticAnomalyDataModule(tiny_folder, synth, repeats=0)
+
+
+def test_batches_split_back_into_items_with_their_params(wrapped):
+    batch = wrapped.collate_fn([wrapped[i] for i in range(3)])
+    items = list(batch)  # what Lightning does to find the batch size
+    assert len(items) == 3
+    for i, item in enumerate(items):
+        assert item.synthesis_params.keys() == batch.synthesis_params.keys()
+        for key, value in item.synthesis_params.items():
+            assert torch.equal(value, batch.synthesis_params[key][i])

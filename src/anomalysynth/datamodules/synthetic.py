@@ -59,6 +59,20 @@ class SyntheticImageBatch(ImageBatch):
     anomaly_strength: Tensor | None = None
     synthesis_params: dict[str, Tensor] | None = None
 
+    @property
+    def items(self) -> list[SyntheticImageItem]:  # type: ignore[override]
+        """The batch's items, each with its own slice of ``synthesis_params``."""
+        params = self.synthesis_params
+        self.synthesis_params = None  # anomalib's split indexes every field; a dict is sliced here
+        try:
+            items: list[SyntheticImageItem] = list(super().items)  # type: ignore[arg-type]
+        finally:
+            self.synthesis_params = params
+        if params is not None:
+            for i, item in enumerate(items):
+                item.synthesis_params = {k: v[i] for k, v in params.items()}
+        return items
+
 
 class SyntheticAnomalyDataset(Dataset):
     """Wrap a dataset of normal images and return items with synthetic anomalies.
