@@ -79,7 +79,9 @@ def test_strength_is_the_fusion_scale_and_zero_changes_nothing(checkpoint):
 
 def test_references_from_a_folder_and_other_sizes(checkpoint, tmp_path):
     for i in range(3):
-        Image.fromarray((photo_batch(1, 3, size=40)[0] * 255).byte().permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
+        Image.fromarray((photo_batch(1, 3, size=40)[0] * 255).byte().permute(1, 2, 0).numpy()).save(
+            tmp_path / f"{i}.png"
+        )
     synth = create_synthesizer("anomalyhybrid", checkpoint=checkpoint, reference_dir=tmp_path, manipulations="replace")
     images = photo_batch(4, 3, size=48)[..., :40]  # 48x40: run at the checkpoint's 32-px scale and resized back
     out = synth(images, generator=gen(3))
@@ -102,3 +104,13 @@ def test_references_from_a_folder_and_other_sizes(checkpoint, tmp_path):
 def test_bad_arguments_are_rejected(checkpoint, kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_synthesizer("anomalyhybrid", checkpoint=checkpoint, **kwargs)
+
+
+def test_config_rebuilds_the_same_synthesizer_for_the_cache(checkpoint):
+    from anomalysynth.synth import from_config
+
+    synth = create_synthesizer("anomalyhybrid", checkpoint=checkpoint, manipulations=["remove", "tps"])
+    again = from_config(synth.config())
+    images = photo_batch(2, 3, size=32)
+    a, b = synth(images, generator=gen(7)), again(images, generator=gen(7))
+    assert torch.equal(a.image, b.image) and torch.equal(a.mask, b.mask)
