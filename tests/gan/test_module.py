@@ -49,7 +49,6 @@ def test_missing_depth_choice_fails_at_construction():
         AnomalyHybridGAN(image_size=36, depth_source="pseudo")
 
 
-@pytest.mark.slow  # builds the offline EfficientNet three times
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     module = tiny_module(perceptual_backbone="efficientnet_lite0")
     data = torch.utils.data.DataLoader(torch.rand(4, 3, 40, 40), batch_size=2)
