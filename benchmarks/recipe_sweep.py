@@ -38,6 +38,7 @@ def collect(model: Any, loader: Any) -> dict[str, torch.Tensor]:
 
     net = model.model.eval()
     out: dict[str, list[torch.Tensor]] = {"p": [], "n": [], "label": [], "mask": []}
+    weight, net.neighbour_weight = net.neighbour_weight, 0.0  # the distance is taken once, below
     with torch.inference_mode():
         for batch in loader:
             images = model._pre(batch.image)
@@ -49,6 +50,7 @@ def collect(model: Any, loader: Any) -> dict[str, torch.Tensor]:
             out["n"].append(F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False))
             out["label"].append(batch.gt_label.long())
             out["mask"].append(batch.gt_mask.view(len(batch.image), *size).long())
+    net.neighbour_weight = weight
     return {k: torch.cat(v) for k, v in out.items()}
 
 

@@ -39,8 +39,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "anomalysynth.integrations.albumentations needs albumentations: pip install 'anomalysynth[albumentations]'."
     ) from err
 
-from anomalysynth.synth.base import Synthesizer
-from anomalysynth.synth.registry import create_synthesizer
+from anomalysynth.synth.base import Synthesizer, as_synthesizer
 
 __all__ = ["AlbumentationsSynthesizeAnomaly"]
 
@@ -70,11 +69,7 @@ class AlbumentationsSynthesizeAnomaly(DualTransform):
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
-        if isinstance(synthesizer, str):
-            synthesizer = create_synthesizer(synthesizer)
-        if not isinstance(synthesizer, Synthesizer):
-            raise ValueError(f"Expected a Synthesizer or a registered name; got {type(synthesizer).__name__}.")
-        self.synthesizer = synthesizer
+        self.synthesizer = as_synthesizer(synthesizer)
         self.anomaly_ratio = anomaly_ratio
         self.generator = generator
         self.mask_threshold = float(mask_threshold)

@@ -51,8 +51,7 @@ from anomalysynth.integrations.anomalib_generators import (
     MaskAnomalyGenerator,
     SynthesizerDraw,
 )
-from anomalysynth.synth.base import Synthesizer
-from anomalysynth.synth.registry import create_synthesizer
+from anomalysynth.synth.base import Synthesizer, as_synthesizer
 
 __all__ = ["SUPPORTED_MODELS", "UseSynthesizer", "use_synthesizer"]
 
@@ -93,8 +92,7 @@ def use_synthesizer(
             the supported ones) or a bad argument.
     """
     kind = _model_kind(model)
-    if isinstance(synthesizer, str):
-        synthesizer = create_synthesizer(synthesizer)
+    synthesizer = as_synthesizer(synthesizer, "`use_synthesizer`")
     ratio = SUPPORTED_MODELS[kind] if anomaly_ratio is None else anomaly_ratio
     draw = SynthesizerDraw(synthesizer, ratio, seed=seed, mask_threshold=mask_threshold)
     _INSTALLERS[kind](model, draw, feature_noise)
@@ -118,12 +116,7 @@ class UseSynthesizer(Callback):
         mask_threshold: float = 0.5,
         feature_noise: bool = False,
     ) -> None:
-        if isinstance(synthesizer, str):
-            synthesizer = create_synthesizer(synthesizer)
-        if not isinstance(synthesizer, Synthesizer):
-            raise ValueError(
-                f"`UseSynthesizer` expected a Synthesizer or a registered name; got {type(synthesizer).__name__}."
-            )
+        synthesizer = as_synthesizer(synthesizer, "`UseSynthesizer`")
         if anomaly_ratio is not None and not 0.0 <= anomaly_ratio <= 1.0:
             raise ValueError(f"`UseSynthesizer` expected `anomaly_ratio` in [0, 1] or None; got {anomaly_ratio}.")
         self.synthesizer = synthesizer

@@ -27,8 +27,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from anomalysynth.synth.base import Synthesizer, SynthOutput
-from anomalysynth.synth.registry import create_synthesizer
+from anomalysynth.synth.base import Synthesizer, SynthOutput, as_synthesizer
 
 __all__ = ["SynthesizeAnomaly"]
 
@@ -56,11 +55,7 @@ class SynthesizeAnomaly(v2.Transform):
         mask_threshold: float = 0.5,
     ) -> None:
         super().__init__()
-        if isinstance(synthesizer, str):
-            synthesizer = create_synthesizer(synthesizer)
-        if not isinstance(synthesizer, Synthesizer):
-            raise ValueError(f"Expected a Synthesizer or a registered name; got {type(synthesizer).__name__}.")
-        self.synthesizer = synthesizer
+        self.synthesizer = as_synthesizer(synthesizer)
         self.anomaly_ratio = anomaly_ratio
         self.generator = generator
         self.mask_threshold = float(mask_threshold)

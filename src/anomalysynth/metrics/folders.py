@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from anomalysynth.preview import find_images as find_normal_images
+from anomalysynth.synth.textures import IMAGE_EXTENSIONS
 
 __all__ = ["DefectImages", "find_defects", "find_normal_images", "load_masks"]
 
@@ -26,19 +27,6 @@ class DefectImages:
 
     images: list[Path]
     masks: list[Path]
-
-
-def find_normal_images(folder: str | Path) -> list[Path]:
-    """``train/good`` of an MVTec-style tree, else every image below ``folder``, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"Image folder {str(folder)!r} does not exist.")
-    good = folder / "train" / "good"
-    search = good if good.is_dir() else folder
-    files = sorted(p for p in search.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(search)!r}.")
-    return files
 
 
 def find_defects(folder: str | Path) -> DefectImages:

@@ -37,6 +37,7 @@ __all__ = [
     "GeneratorLike",
     "SynthOutput",
     "Synthesizer",
+    "as_synthesizer",
     "available_synthesizers",
     "create_synthesizer",
     "per_sample_generators",
@@ -329,6 +330,16 @@ def check_ratio(anomaly_ratio: object) -> float:
     if isinstance(anomaly_ratio, bool) or not isinstance(anomaly_ratio, int | float) or not 0.0 <= anomaly_ratio <= 1.0:
         raise ValueError(f"`anomaly_ratio` must be a number in [0, 1]; got {anomaly_ratio!r}.")
     return float(anomaly_ratio)
+
+
+def as_synthesizer(synthesizer: object, owner: str = "") -> Synthesizer:
+    """``synthesizer`` itself, or the registered synthesizer of that name; ValueError for anything else."""
+    if isinstance(synthesizer, str):
+        synthesizer = create_synthesizer(synthesizer)
+    if not isinstance(synthesizer, Synthesizer):
+        expected = f"{owner} expected" if owner else "Expected"
+        raise ValueError(f"{expected} a Synthesizer or a registered name; got {type(synthesizer).__name__}.")
+    return synthesizer
 
 
 def validate_images(images: object) -> None:
