@@ -74,8 +74,9 @@ def main() -> None:
 
     floor = images_per_second(io_floor, args.batch, args.repeats)
     rows = [("anomalib PerlinAnomalyGenerator (anchor)", anchor), ("read + write floor (clone + mask)", floor)]
-    # sdas (a texture bank) and anomalyany (Stable Diffusion) need local models: see benchmarks/sdas.py
-    for name in [n for n in available_synthesizers() if n not in ("sdas", "anomalyany")]:
+    # sdas (a texture bank), anomalyany (Stable Diffusion) and anomalyhybrid (a trained generator) need local
+    # models: see benchmarks/sdas.py and benchmarks/anomalyhybrid.py
+    for name in [n for n in available_synthesizers() if n not in ("sdas", "anomalyany", "anomalyhybrid")]:
         synth = create_synthesizer(name)
         seeds = iter(range(10**6))
         rate = images_per_second(
