@@ -84,12 +84,17 @@ class NearestNeighbourNormality(nn.Module):
         return (distance / self.scale.clamp_min(1e-12)).view(b, 1, h, w)
 
     @torch.no_grad()
-    def fit(self, embeddings: Tensor, generator: torch.Generator | None = None, max_candidates: int = 50_000) -> None:
+    def fit(
+        self, embeddings: Tensor, generator: torch.Generator | None = None, max_candidates: int = 2_000_000
+    ) -> None:
         """Build the bank and the scale from (N, D, h, w) embeddings of N clean training images.
 
-        Every 8th image (at least one, when N > 1) is held out to measure ``scale``; the
-        other images' patches (a seeded random ``max_candidates`` of them when there
-        are more) are the coreset's candidates.
+        Every 8th image (at least one, when N > 1) is held out to measure ``scale``; all
+        other images' patches are the coreset's candidates, as in PatchCore (a seeded
+        random ``max_candidates`` of them beyond that, to bound memory). A random subset
+        loses the rare normal patterns the greedy selection is there to keep: with a
+        random 50k of BSData's 512k patches the term alone reached image AUROC 0.941
+        on the validation half.
         """
         if embeddings.ndim != 4 or embeddings.shape[0] < 1:
             raise ValueError(f"Expected (N, D, h, w) embeddings of N >= 1 images; got {tuple(embeddings.shape)}.")
@@ -136,13 +141,16 @@ def nearest_distance(query: Tensor, bank: Tensor, chunk: int = 4096) -> Tensor:
 
 @torch.no_grad()
 def greedy_coreset(
-    points: Tensor, size: int, generator: torch.Generator | None = None, projection: int = 128
+    points: Tensor, size: int, generator: torch.Generator | None = None, projection: int = 64
 ) -> Tensor:
     """Indices of a greedy k-center coreset of ``size`` rows of ``points`` (N, D).
 
     PatchCore's selection: start from a seeded random point, then repeatedly add the
     point farthest from the chosen ones, measured on a random Gaussian projection to
-    ``projection`` dimensions (Johnson-Lindenstrauss) when D is larger.
+    ``projection`` dimensions (Johnson-Lindenstrauss) when D is larger. Each step is
+    one fused matrix-vector product over the candidates, so selecting 8192 of 500k
+    patches takes about a minute on 2 CPU cores (the step is memory-bound: 64
+    dimensions run about 3x faster than anomalib's 128).
     """
     n = len(points)
     if not 1 <= size <= n:
@@ -156,8 +164,10 @@ def greedy_coreset(
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=generator))
     nearest = (norms - 2 * (z @ z[chosen[0]]) + norms[chosen[0]]).clamp_min_(0)
+    step = torch.empty_like(nearest)
     for i in range(1, size):
         index = int(nearest.argmax())
         chosen[i] = index
-        torch.minimum(nearest, (norms - 2 * (z @ z[index]) + norms[index]).clamp_min_(0), out=nearest)
+        torch.addmv(norms, z, z[index], alpha=-2, out=step).add_(norms[index])
+        torch.minimum(nearest, step, out=nearest)
     return chosen.to(points.device)
