@@ -44,15 +44,41 @@ def test_whole_chain_with_zero_strength_equals_a_diffusers_loop(module):
     assert torch.equal(images, ((x + 1) / 2).clamp(0, 1))
 
 
-def test_ddim_variant_with_zero_strength_equals_ddim_eta_zero(module):
+def test_ddim_variant_with_zero_strength_equals_ddim_eta_zero_on_the_clipped_output(module):
+    """RealNet's ddim_sample re-derives eps from the clipped x0: diffusers' use_clipped_model_output=True."""
+    assert module.scheduler.config.clip_sample
     sampler = module.sampler(num_steps=20, method="ddim")
     reference = DDIMScheduler.from_config(module.scheduler.config)
     reference.set_timesteps(20)
     g = torch.Generator().manual_seed(1)
-    x, out = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 6, 8, 8, generator=g)
+    x, out = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 6, 8, 8, generator=g) * 3
+    clipped_steps = 0
     for t in reference.timesteps:
         ours = sampler.step(out, int(t), x, 0.0, torch.Generator().manual_seed(0))
-        assert torch.equal(ours, reference.step(out[:, :3], t, x, eta=0.0).prev_sample), int(t)
+        theirs = reference.step(out[:, :3], t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+        assert torch.equal(ours, theirs), int(t)
+        raw = reference.step(out[:, :3], t, x, eta=0.0).prev_sample
+        clipped_steps += int(not torch.allclose(raw, theirs))
+    assert clipped_steps > 0  # the clipping mattered, so the raw-eps variant would have failed
+
+
+def test_ddim_step_follows_realnets_reference_formula(module):
+    """The reference's step in float64: x0 clipped to [-1, 1], eps = (x / sqrt(a) - x0) / sqrt(1 / a - 1),
+    x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps (eta = 0, s = 0)."""
+    sampler = module.sampler(num_steps=20, method="ddim")
+    g = torch.Generator().manual_seed(4)
+    x, out = torch.randn(3, 3, 8, 8, generator=g), torch.randn(3, 6, 8, 8, generator=g) * 3
+    x64, eps64 = x.double(), out[:, :3].double()
+    for t in sampler.scheduler.timesteps[:-1]:
+        t = int(t)
+        prev_t = int(sampler.scheduler.previous_timestep(t))
+        a, a_prev = (sampler.scheduler.alphas_cumprod[k].double() for k in (t, prev_t))
+        x0 = (x64 / a.sqrt() - (1 / a - 1).sqrt() * eps64).clamp(-1, 1)
+        eps = (x64 / a.sqrt() - x0) / (1 / a - 1).sqrt()
+        expected = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        raw_eps = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps64
+        assert not torch.allclose(raw_eps, expected, atol=1e-3)  # clipping changed this step
+        torch.testing.assert_close(sampler.step(out, t, x, 0.0).double(), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["ddpm", "ddim"])

@@ -4,7 +4,12 @@ Ancestral sampling from a DDPM with learned variance where every reverse step bu
 the last draws ``x_{t-1} = mu + sqrt(1 + s) * sigma_t * z``: ``s = 0`` gives normal
 images, larger ``s`` pushes samples off the normal manifold. The chain is respaced
 to ``num_steps`` strided steps (IDDPM respacing, RealNet's "ddim20"). The DDIM
-variant (paper Alg. S1) takes the deterministic DDIM step and adds ``N(0, s Sigma)``.
+variant (paper Alg. S1) takes the deterministic DDIM step and adds ``N(0, s Sigma)``;
+like RealNet's reference (and improved-diffusion), its direction term uses the noise
+re-derived from the clipped ``x0`` (diffusers' ``use_clipped_model_output=True``).
+
+The sampler is a ``torch.nn.Module`` whose network is a submodule, so ``.to(device)``
+(and a parent module's ``.to``, ``state_dict``) reach it.
 """
 
 from __future__ import annotations
@@ -56,14 +61,20 @@ def load_diffusion(path: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
     )
 
 
-class SDASSampler:
+class SDASSampler(torch.nn.Module):
     """Strength-controlled sampling from a normal-image diffusion model.
+
+    A module holding the network (``unet``, a registered submodule: ``.to(device)``
+    moves it and ``state_dict`` contains it); the network always runs in eval mode.
+    Calling the sampler is :meth:`sample`.
 
     Args:
         unet: a diffusers ``UNet2DModel`` predicting noise (and, for SDAS, the variance).
         scheduler: its ``DDPMScheduler`` (``variance_type="learned_range"``).
         num_steps: respaced number of reverse steps.
-        method: ``"ddpm"`` (ancestral, the paper's default) or ``"ddim"`` (Alg. S1).
+        method: ``"ddpm"`` (ancestral, the paper's default) or ``"ddim"`` (Alg. S1; with
+            ``clip_sample`` the direction term uses the noise re-derived from the clipped
+            ``x0``, as RealNet's code does: diffusers' ``use_clipped_model_output=True``).
         fixed_variance: sample a model without learned variance with the fixed
             posterior variance ``beta~_t`` instead of refusing it.
 
@@ -84,6 +95,7 @@ class SDASSampler:
             raise ValueError(f"`method` must be 'ddpm' or 'ddim'; got {method!r}.")
         if not 1 <= num_steps <= scheduler.config.num_train_timesteps:
             raise ValueError(f"`num_steps` must lie in [1, {scheduler.config.num_train_timesteps}]; got {num_steps}.")
+        super().__init__()
         self.learned = has_learned_variance(unet, scheduler)
         if not self.learned and not fixed_variance:
             raise ValueError(
@@ -99,6 +111,16 @@ class SDASSampler:
         self.num_steps = num_steps
         self.method = method
         self.channels = int(unet.config.in_channels)
+
+    def train(self, mode: bool = True) -> SDASSampler:
+        """Sets the flag only: the network stays in eval mode (sampling never uses dropout)."""
+        super().train(mode)
+        self.unet.eval()
+        return self
+
+    def forward(self, num_images: int, strength: float | Tensor = 0.0, generator: Generators = None) -> Tensor:
+        """Same as :meth:`sample`."""
+        return self.sample(num_images, strength, generator)
 
     # -- one reverse step -------------------------------------------------------------------
     def _split(self, model_output: Tensor, sample: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -147,7 +169,9 @@ class SDASSampler:
             noise_scale = _per_sample(strength, sample, lambda s: torch.sqrt(1 + s))
         else:
             std_dev_t = 0.0 * ((1 - alpha_prod_t_prev) / beta_prod_t * (1 - alpha_prod_t / alpha_prod_t_prev)) ** 0.5
-            direction = (1 - alpha_prod_t_prev - std_dev_t**2) ** (0.5) * eps
+            # the noise implied by the (clipped) x0, as RealNet's ddim_sample re-derives it
+            eps_x0 = (sample - alpha_prod_t ** (0.5) * x0) / beta_prod_t ** (0.5)
+            direction = (1 - alpha_prod_t_prev - std_dev_t**2) ** (0.5) * eps_x0
             mean = alpha_prod_t_prev ** (0.5) * x0 + direction
             noise_scale = _per_sample(strength, sample, torch.sqrt)
         if int(self.scheduler.previous_timestep(t)) < 0:  # the last step adds no noise
