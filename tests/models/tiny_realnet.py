@@ -45,3 +45,23 @@ class ExtractorWithBatchNorm(TinyExtractor):
 def tiny_model(dims=DIMS, **kwargs) -> RealNetModel:
     torch.manual_seed(0)
     return RealNetModel(TinyExtractor(), CHANNELS, dims, **kwargs)
+
+
+def tiny_realnet(image_size: int = 64, **kwargs):
+    """The Lightning ``RealNet`` around :func:`tiny_model`, with a resize + ImageNet-normalise pre-processor."""
+    from anomalib.pre_processing import PreProcessor
+    from torchvision.transforms.v2 import Compose, Normalize, Resize
+
+    from anomalysynth.models import RealNet
+
+    transform = Compose([Resize((image_size, image_size)), Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    module = RealNet(
+        dims=DIMS,
+        evaluator=False,
+        post_processor=False,
+        visualizer=False,
+        pre_processor=PreProcessor(transform),
+        **kwargs,
+    )
+    module.model = tiny_model()
+    return module

@@ -104,7 +104,7 @@ def test_plans_and_accumulators_reject_what_they_cannot_use(tmp_path):
         AFSPlan(num_batches=1).apply(PlantedModel(), without_source)
     with pytest.raises(ValueError, match="afs_features"):
         AFSPlan().apply(object(), [])  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="no synthetic batches"):
+    with pytest.raises(RuntimeError, match="no anomalous triplets"):
         AFSAccumulator().select([1])
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")

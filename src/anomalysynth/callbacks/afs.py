@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from anomalysynth.callbacks.synthesize_on_device import SynthesizeOnDevice
 from anomalysynth.selection import AFSPlan, RunsFeatureSelectionInWarmUp, check_selectable, train_loader
+from anomalysynth.synth import Synthesizer
 
 __all__ = ["AnomalyAwareFeatureSelection"]
 
@@ -17,12 +20,19 @@ __all__ = ["AnomalyAwareFeatureSelection"]
 class AnomalyAwareFeatureSelection(Callback):
     """Choose feature channels by AFS before training starts.
 
-    On up to ``num_batches`` training batches, the synthetic samples (label 1) give
-    triplets (A = ``image``, I = ``source_image``, M = ``gt_mask``); per layer and
-    channel the AFS error is accumulated and the ``dims[k]`` channels with the lowest
-    error are handed to the module. Indices live in the module's state (so in
-    checkpoints) and, with ``cache_path``, in a file that later runs reuse without
-    recomputation.
+    AFS gathers ``num_samples`` anomalous triplets (A, I, M) from the training data,
+    cycling the training loader as often as needed: the synthetic samples of
+    :class:`~anomalysynth.datamodules.SyntheticAnomalyDataModule` batches (label 1:
+    A = ``image``, I = ``source_image``, M = ``gt_mask``) and, with a synthesizer, an
+    anomaly made on the module's device from every normal image drawn. The synthesizer
+    is ``synthesizer`` when given, else the one of a
+    :class:`~anomalysynth.callbacks.SynthesizeOnDevice` callback of the same Trainer,
+    so AFS also works on a plain anomalib datamodule whose anomalies that callback
+    makes during training. Pass ``p`` over the loader is keyed as epoch ``p``
+    (``sample_generator(seed, key, p)``), so AFS is reproducible. Per layer and channel
+    the AFS error is accumulated and the ``dims[k]`` channels with the lowest error are
+    handed to the module. Indices live in the module's state (so in checkpoints) and,
+    with ``cache_path``, in a file that later runs reuse without recomputation.
 
     The module implements :class:`~anomalysynth.selection.FeatureSelectable`:
     ``afs_features(images) -> list[Tensor]`` (all channels per layer, raw images in
@@ -33,25 +43,46 @@ class AnomalyAwareFeatureSelection(Callback):
     any other module is selected for in ``on_fit_start``.
 
     Args:
-        num_batches: training batches to look at (RealNet: 64 batches of 16).
+        num_samples: anomalous triplets to gather (RealNet: 1024).
         dims: channels kept per layer (default: the module's ``afs_dims``).
         cache_path: a ``.pt`` file to read indices from / write them to.
+        num_batches: stop after this many training batches even with fewer triplets
+            (quick runs); ``None``: no limit.
+        synthesizer: makes anomalies from normal images (default: the
+            ``SynthesizeOnDevice`` callback's, if the Trainer has one).
+        seed: seed of those anomalies (default: the ``SynthesizeOnDevice`` callback's, else 0).
     """
 
-    def __init__(self, num_batches: int = 64, dims: Sequence[int] | None = None, cache_path: str | None = None) -> None:
+    def __init__(
+        self,
+        num_samples: int = 1024,
+        dims: Sequence[int] | None = None,
+        cache_path: str | None = None,
+        num_batches: int | None = None,
+        synthesizer: Synthesizer | None = None,
+        seed: int | None = None,
+    ) -> None:
         try:
             self.plan = AFSPlan(
-                num_batches,
+                num_samples=num_samples,
                 dims=None if dims is None else tuple(int(d) for d in dims),
                 cache_path=None if cache_path is None else Path(cache_path),
+                num_batches=num_batches,
+                synthesizer=synthesizer,
+                seed=0 if seed is None else seed,
             )
         except ValueError as err:
             raise ValueError(f"`AnomalyAwareFeatureSelection`: {err}") from err
+        self._seed_given = seed is not None
         self.computed = False
         self._handed_over = False
 
     @property
-    def num_batches(self) -> int:
+    def num_samples(self) -> int:
+        return self.plan.num_samples
+
+    @property
+    def num_batches(self) -> int | None:
         return self.plan.num_batches
 
     @property
@@ -62,6 +93,16 @@ class AnomalyAwareFeatureSelection(Callback):
     def cache_path(self) -> Path | None:
         return self.plan.cache_path
 
+    def plan_for(self, trainer: pl.Trainer) -> AFSPlan:
+        """The plan with the synthesizer and seed of the Trainer's ``SynthesizeOnDevice`` filled in."""
+        if self.plan.synthesizer is not None:
+            return self.plan
+        on_device = next((c for c in trainer.callbacks if isinstance(c, SynthesizeOnDevice)), None)  # type: ignore[attr-defined]
+        if on_device is None:
+            return self.plan
+        seed = self.plan.seed if self._seed_given else on_device.seed
+        return dataclasses.replace(self.plan, synthesizer=on_device.synthesizer, seed=seed)
+
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Hand the plan to a module that runs AFS in its own warm-up."""
@@ -69,7 +110,7 @@ class AnomalyAwareFeatureSelection(Callback):
         self._handed_over = False
         if stage == "fit" and isinstance(module, RunsFeatureSelectionInWarmUp):
             check_selectable(module)
-            module.request_feature_selection(self.plan)
+            module.request_feature_selection(self.plan_for(trainer))
             self._handed_over = True
 
     @override
@@ -78,7 +119,7 @@ class AnomalyAwareFeatureSelection(Callback):
         if self._handed_over:
             return
         check_selectable(pl_module)
-        self.computed = self.plan.apply(
+        self.computed = self.plan_for(trainer).apply(
             pl_module,  # type: ignore[arg-type]
             train_loader(trainer),
             pl_module.device,

@@ -17,6 +17,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from anomalysynth.selection.protocol import FeatureSelectable
+from anomalysynth.selection.triplets import gather_triplets
+from anomalysynth.synth import Synthesizer
 
 __all__ = ["AFSAccumulator", "accumulate_afs", "afs_channel_errors", "select_channels"]
 
@@ -61,7 +63,7 @@ class AFSAccumulator:
     def select(self, dims: Sequence[int]) -> list[Tensor]:
         """Per level, the sorted indices of the ``dims[k]`` channels with the lowest summed error."""
         if self.errors is None:
-            raise RuntimeError("AFS saw no synthetic batches: nothing to select from.")
+            raise RuntimeError("AFS gathered no anomalous triplets: nothing to select from.")
         if len(dims) != len(self.errors):
             raise ValueError(f"AFS needs one entry of `dims` per level ({len(self.errors)}); got {list(dims)}.")
         for k, (errors, d) in enumerate(zip(self.errors, dims, strict=True)):
@@ -74,29 +76,24 @@ class AFSAccumulator:
 def accumulate_afs(
     model: FeatureSelectable,
     loader: Iterable[Any],
-    num_batches: int,
+    num_samples: int = 1024,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    synthesizer: Synthesizer | None = None,
+    seed: int = 0,
+    num_batches: int | None = None,
 ) -> AFSAccumulator:
-    """AFS errors of ``model``'s channels over up to ``num_batches`` batches of ``loader``.
+    """AFS errors of ``model``'s channels over ``num_samples`` anomalous triplets from ``loader``.
 
-    The synthetic samples of each batch (``gt_label`` 1) give the triplets
-    (A = ``image``, I = ``source_image``, M = ``gt_mask``); raw images go to
-    ``model.afs_features`` on ``device``.
+    The triplets (A, I, M) come from :func:`~anomalysynth.selection.triplets.gather_triplets`:
+    the synthetic samples of the batches (``gt_label`` 1: A = ``image``, I = ``source_image``,
+    M = ``gt_mask``) and, with a ``synthesizer``, an anomaly made on ``device`` from every
+    normal image drawn; the loader is cycled as needed (at most ``num_batches`` batches
+    when given). Raw images go to ``model.afs_features`` on ``device``.
     """
     accumulator = AFSAccumulator()
-    for i, batch in enumerate(tqdm(loader, total=num_batches, desc="AFS", disable=not progress)):
-        if i >= num_batches:
-            break
-        if getattr(batch, "source_image", None) is None:
-            raise ValueError(
-                "AFS needs batches with `source_image` (SyntheticAnomalyDataModule or SynthesizeOnDevice); "
-                f"got a {type(batch).__name__} without it."
-            )
-        keep = torch.as_tensor(batch.gt_label).bool().cpu()
-        if not keep.any():
-            continue
-        anomalous = model.afs_features(batch.image[keep].to(device))
-        normal = model.afs_features(batch.source_image[keep].to(device))
-        accumulator.update(anomalous, normal, batch.gt_mask[keep].to(device))
+    with tqdm(total=num_samples, desc="AFS", unit="anomaly", disable=not progress) as bar:
+        for chunk in gather_triplets(loader, num_samples, device, synthesizer, seed, num_batches):
+            accumulator.update(model.afs_features(chunk.anomalous), model.afs_features(chunk.normal), chunk.mask)
+            bar.update(len(chunk))
     return accumulator

@@ -3,6 +3,7 @@ protocol of models that run it in their own warm-up."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch import nn
 from anomalysynth.selection.afs import accumulate_afs
 from anomalysynth.selection.indices import load_indices, save_indices
 from anomalysynth.selection.protocol import FeatureSelectable
+from anomalysynth.synth import Synthesizer
 
 __all__ = ["AFSPlan", "RunsFeatureSelectionInWarmUp", "check_selectable"]
 
@@ -23,18 +25,40 @@ class AFSPlan:
     """How to select a model's channels by AFS.
 
     Args:
-        num_batches: training batches to look at (RealNet: 64 batches of 16).
+        num_samples: anomalous triplets (A, I, M) to gather (RealNet: 1024). The
+            training loader is cycled until there are this many; see
+            :func:`~anomalysynth.selection.triplets.gather_triplets`.
         dims: channels kept per level (default: the model's ``afs_dims``).
         cache_path: a ``.pt`` file to read the indices from, or to write them to.
+        num_batches: stop after this many batches (over all passes) even with fewer
+            than ``num_samples`` triplets (quick runs); ``None``: no limit.
+        synthesizer: makes an anomaly, on the model's device, from every normal image
+            drawn (plain batches of normal images, and the normal samples of synthetic
+            batches); without one only the batches' own synthetic samples count, and
+            plain batches are refused.
+        seed: seed of the synthesizer's keyed draws (``SynthesizeOnDevice``'s, so pass
+            ``p`` makes the anomalies that callback makes in epoch ``p``).
     """
 
-    num_batches: int = 64
+    num_samples: int = 1024
     dims: tuple[int, ...] | None = None
     cache_path: Path | None = None
+    num_batches: int | None = None
+    synthesizer: Synthesizer | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.num_batches, int) and self.num_batches >= 1):
-            raise ValueError(f"AFS needs an int `num_batches` >= 1; got {self.num_batches!r}.")
+        for name in ("num_samples", "num_batches"):
+            value = getattr(self, name)
+            if (value is not None or name == "num_samples") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"AFS needs an int `{name}` >= 1; got {value!r}.")
+        if self.synthesizer is not None and not isinstance(self.synthesizer, Synthesizer):
+            raise ValueError(
+                f"AFS needs an anomalysynth Synthesizer as `synthesizer`; got {type(self.synthesizer).__name__}."
+            )
+        object.__setattr__(self, "seed", int(self.seed))
         if self.dims is not None:
             if any(int(d) < 1 for d in self.dims):
                 raise ValueError(f"AFS needs positive `dims`; got {list(self.dims)}.")
@@ -54,8 +78,8 @@ class AFSPlan:
 
         A model whose ``feature_selection_done`` is true (restored from a checkpoint)
         keeps its indices; else they come from ``cache_path`` when that file exists,
-        else AFS runs on ``loader`` (with the model in eval mode) and, when
-        ``write_cache``, the result is written to ``cache_path``.
+        else AFS runs on ``num_samples`` triplets from ``loader`` (with the model in eval
+        mode) and, when ``write_cache``, the result is written to ``cache_path``.
         """
         check_selectable(model)
         if getattr(model, "feature_selection_done", False):
@@ -68,10 +92,18 @@ class AFSPlan:
         if isinstance(model, nn.Module):
             model.eval()
         try:
-            accumulator = accumulate_afs(model, loader, self.num_batches, device, progress)
+            accumulator = accumulate_afs(
+                model, loader, self.num_samples, device, progress, self.synthesizer, self.seed, self.num_batches
+            )
         finally:
             if isinstance(model, nn.Module) and was_training is not None:
                 model.train(was_training)
+        if 0 < accumulator.samples < self.num_samples and self.num_batches is None:
+            warnings.warn(
+                f"AFS gathered {accumulator.samples} of {self.num_samples} anomalous samples: the training loader "
+                "gave no more (a one-shot iterable, or a pass without synthetic samples).",
+                stacklevel=2,
+            )
         indices = accumulator.select(dims)
         model.set_feature_selection(indices)
         if self.cache_path is not None and write_cache:

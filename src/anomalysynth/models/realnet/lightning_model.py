@@ -39,9 +39,11 @@ class RealNet(AnomalibModule):
 
     Trains on synthetic anomalies: batches need ``source_image`` (wrap the
     datamodule in :class:`~anomalysynth.datamodules.SyntheticAnomalyDataModule` or
-    add :class:`~anomalysynth.callbacks.SynthesizeOnDevice`). Add
-    :class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection` to choose the
-    channels by AFS; without it the first ``dims[k]`` channels are used.
+    add :class:`~anomalysynth.callbacks.SynthesizeOnDevice` to a plain anomalib
+    datamodule). Add :class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection` to
+    choose the channels by AFS on either route (with ``SynthesizeOnDevice`` it makes its
+    anomalous triplets with that callback's synthesizer); without it the first
+    ``dims[k]`` channels are used.
 
     Before fit, :meth:`warm_up` passes over the training data in a fixed order: AFS
     (when requested and not yet done), then the feature statistics (when
