@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-__all__ = ["atomic_write_bytes", "home_dir", "save_png_atomic", "torch_bytes"]
+__all__ = ["atomic_write_bytes", "fsync_dir", "home_dir", "save_png_atomic", "torch_bytes"]
 
 
 def home_dir() -> Path:
@@ -19,7 +19,8 @@ def home_dir() -> Path:
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
-    """Write ``payload`` to a temporary file beside ``path``, flush it to disk and rename it into place."""
+    """Write ``payload`` to a temporary file beside ``path``, flush it to disk, rename it into place
+    and sync the folder, so the rename itself survives a crash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,7 +33,22 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename stands, unsynced
+    finally:
+        os.close(fd)
 
 
 def torch_bytes(obj: object) -> bytes:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from skimage import data as skdata
 
 from anomalysynth.datamodules import (
     CacheCorruptError,
@@ -18,8 +21,16 @@ from anomalysynth.datamodules import (
     SyntheticAnomalyDataModule,
     SyntheticAnomalyDataset,
 )
-from anomalysynth.datamodules.cache import read_entry
+from anomalysynth.datamodules.cache import (
+    SynthesisPredictor,
+    build_with_trainer,
+    make_entry,
+    read_entry,
+    write_entry,
+)
 from anomalysynth.synth import create_synthesizer
+from tests.conftest import quiet_trainer
+from tests.datamodules.recording import RecordingCutPaste, TinyModel, image_digest, read_records
 
 DATA_YAML = """
 class_path: anomalysynth.datamodules.SyntheticAnomalyDataModule
@@ -66,6 +77,68 @@ def test_changed_config_or_seed_never_reuses_a_bank(source, tiny_folder):
     keys = {key, *(SynthesisCache.key(s) for s in (other_synth, other_seed, other_ratio))}
     assert len(keys) == 4
     assert SynthesisCache.key(source) == key
+
+
+def test_a_new_package_version_never_reuses_a_bank(source, monkeypatch):
+    import anomalysynth
+
+    key = SynthesisCache.key(source)
+    monkeypatch.setattr(anomalysynth, "__version__", anomalysynth.__version__ + ".post1")
+    assert SynthesisCache.key(source) != key
+
+
+def _texture_folder(root: Path) -> Path:
+    from PIL import Image
+
+    root.mkdir()
+    for i, photo in enumerate([skdata.brick(), skdata.grass(), skdata.gravel()]):
+        Image.fromarray(np.asarray(photo)[:32, :32]).save(root / f"{i}.png")
+    return root
+
+
+def test_a_changed_texture_folder_never_reuses_a_bank(tmp_path, source):
+    from PIL import Image
+
+    folder = _texture_folder(tmp_path / "textures")
+
+    def key() -> str:
+        synth = create_synthesizer("perlin_texture", texture_dir=str(folder))
+        return SynthesisCache.key(SyntheticAnomalyDataset(source.dataset, synth, 0.5))
+
+    first = key()
+    assert key() == first  # the same content, the same key
+    changed = np.asarray(Image.open(folder / "1.png")).copy()
+    changed[0, 0] ^= 1  # one pixel, same name, same size
+    Image.fromarray(changed).save(folder / "1.png")
+    second = key()
+    assert second != first
+    Image.fromarray(changed).save(folder / "3.png")  # a texture added
+    assert key() not in (first, second)
+
+
+def test_an_entry_rename_is_synced_to_its_folder(tmp_path, source, monkeypatch):
+    events: list[tuple[str, object]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        events.append(("fsync-dir" if stat.S_ISDIR(info.st_mode) else "fsync-file", info.st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        real_replace(src, dst)
+        events.append(("replace", Path(dst).name))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    entry = make_entry(source, 0)
+    write_entry(tmp_path / "bank", 0, entry)
+    folder = os.stat(tmp_path / "bank" / "entries").st_ino
+    replaced = [i for i, e in enumerate(events) if e[0] == "replace"]
+    assert [events[i][1] for i in replaced] == ["00000000.pt", "00000000.sha256"]
+    for i in replaced:  # each rename is followed by a sync of the entries folder
+        assert ("fsync-dir", folder) in events[i + 1 :]
+        assert events[i + 1] == ("fsync-dir", folder)
 
 
 def test_truncated_or_altered_entries_are_detected(tmp_path, source):
@@ -148,3 +221,95 @@ def test_build_killed_half_way_resumes_to_the_same_bank(tmp_path):
     subprocess.run(_cache_command(tmp_path, killed), check=True, env=_env(), capture_output=True, timeout=600)
     assert bank_contents(bank_killed) == expected
     assert (bank_killed / "manifest.json").is_file()
+
+
+# ---------------------------------------------------------------------- on the device, sharded over ranks
+def _recording_source(tiny_folder, log_dir: Path) -> SyntheticAnomalyDataset:
+    tiny_folder.setup()
+    synth = RecordingCutPaste()
+    synth.log_dir = str(log_dir)
+    return SyntheticAnomalyDataset(tiny_folder.train_data, synth, anomaly_ratio=0.5)
+
+
+def _digest_to_index(source: SyntheticAnomalyDataset) -> dict[str, int]:
+    return {image_digest(source.source(i)[0]): i for i in range(len(source))}
+
+
+def test_the_predictor_owns_the_synthesizer_so_device_moves_reach_it(tmp_path, tiny_folder):
+    source = _recording_source(tiny_folder, tmp_path / "log")
+    predictor = SynthesisPredictor(source, tmp_path / "bank")
+    assert any(m is source.synthesizer for m in predictor.modules())
+    predictor.to(torch.float64)
+    assert source.synthesizer.probe.dtype == torch.float64
+    predictor.to("meta")
+    assert source.synthesizer.probe.is_meta
+    # the DataLoader yields images and keys only: its workers never get the synthesizer
+    loader_fn = predictor.block_loader_fn()
+    assert not any(isinstance(v, torch.nn.Module) for v in vars(loader_fn.source).values())
+
+
+def test_entries_are_synthesized_in_whole_blocks_and_equal_single_item_synthesis(tmp_path, tiny_folder):
+    source = _recording_source(tiny_folder, tmp_path / "log")
+    bank = SynthesisCache(tmp_path / "banks").build(source, progress=False, batch_size=4)
+    records = read_records(tmp_path / "log")
+    assert [r["batch"] for r in records] == [4, 4, 2]  # blocks of 4, not one image at a time
+    assert all(r["images_device"] == r["probe_device"] for r in records)
+    for i in range(len(source)):
+        alone = make_entry(source, i)
+        entry = read_entry(bank, i)
+        for name in ("image", "mask", "label", "strength", "source_image"):
+            assert torch.equal(alone[name], entry[name]), name
+
+
+def _shares(records: list[dict], digests: dict[str, int]) -> dict[int, list[int]]:
+    shares: dict[int, list[int]] = {}
+    for r in records:
+        shares.setdefault(r["rank"], []).extend(digests[d] for d in r["digests"])
+    return shares
+
+
+# fork starts in about a second; spawn (what CUDA needs) re-imports everything in each process
+STRATEGIES = ["ddp_fork", pytest.param("ddp_spawn", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_processes_build_the_one_process_bank_file_for_file(tmp_path, tiny_folder, strategy):
+    source = _recording_source(tiny_folder, tmp_path / "log1")
+    single = SynthesisCache(tmp_path / "one").build(source, progress=False, batch_size=3)
+    source.synthesizer.log_dir = str(tmp_path / "log2")
+    trainer_kwargs = {"accelerator": "cpu", "devices": 2, "strategy": strategy, "enable_progress_bar": False}
+    double = build_with_trainer(SynthesisCache(tmp_path / "two"), source, trainer_kwargs, batch_size=3)
+    assert single.name == double.name
+    assert bank_contents(single) == bank_contents(double)
+    assert (single / "manifest.json").read_bytes() == (double / "manifest.json").read_bytes()
+    records = read_records(tmp_path / "log2")
+    assert len({r["pid"] for r in records}) == 2
+    assert sorted(r["batch"] for r in records) == [1, 3, 3, 3]  # whole blocks on the device
+    assert all(r["images_device"] == r["probe_device"] for r in records)
+    shares = _shares(records, _digest_to_index(source))
+    # blocks of 3 dealt to the ranks in turn: no entry made twice, none left out
+    assert shares == {0: [0, 1, 2, 6, 7, 8], 1: [3, 4, 5, 9]}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cached_datamodule_under_ddp_builds_each_entry_once_on_its_rank(tmp_path, tiny_folder, strategy):
+    reference = SynthesisCache(tmp_path / "one").build(
+        _recording_source(tiny_folder, tmp_path / "log1"), progress=False, batch_size=3
+    )
+    synth = RecordingCutPaste()
+    synth.log_dir = str(tmp_path / "log2")
+    dm = SyntheticAnomalyDataModule(
+        tiny_folder, synth, mode="cached", cache_dir=tmp_path / "banks", cache_batch_size=3, num_workers=0
+    )
+    trainer = quiet_trainer(tmp_path, devices=2, strategy=strategy, max_steps=1, limit_val_batches=0)
+    trainer.fit(TinyModel(), datamodule=dm)
+    (bank,) = list((tmp_path / "banks").iterdir())
+    assert bank.name == reference.name
+    assert bank_contents(bank) == bank_contents(reference)
+    assert (bank / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
+    tiny_folder.setup()
+    digests = _digest_to_index(SyntheticAnomalyDataset(tiny_folder.train_data, synth, 0.5))
+    records = read_records(tmp_path / "log2")
+    assert len({r["pid"] for r in records}) == 2
+    assert sorted(r["batch"] for r in records) == [1, 3, 3, 3]  # whole blocks, each made once
+    assert _shares(records, digests) == {0: [0, 1, 2, 6, 7, 8], 1: [3, 4, 5, 9]}

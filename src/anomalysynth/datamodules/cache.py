@@ -1,43 +1,64 @@
 """The synthesis cache: a bank of synthetic samples on disk.
 
-A bank lives in ``<root>/<key>/`` where ``key`` hashes the synthesizer's config,
-the source images' content, the seed and the anomaly ratio, so a changed setting
-never reuses stale entries. Entry ``i`` is ``entries/<i>.pt`` (image, mask, label,
-strength, clean source image, source index and key) with its SHA-256 in
-``entries/<i>.sha256``. Both are written to a temporary file and renamed into
-place, the checksum last, so an entry exists only when it is complete: a build
-killed at any point resumes where it stopped, and writers on several ranks never
-collide (each entry is deterministic; a rename replaces it atomically).
-``manifest.json`` (also written atomically) records the config and every
-checksum once the bank is complete. Reading verifies the checksum and names the
-file when it does not match.
+A bank lives in ``<root>/<key>/`` where ``key`` hashes the package version, the
+synthesizer's config, the content of every texture folder it reads, the source
+images' content, the seed and the anomaly ratio, so a changed setting, a changed
+texture folder or a new release never reuses stale entries. Entry ``i`` is
+``entries/<i>.pt`` (image, mask, label, strength, clean source image, source index
+and key) with its SHA-256 in ``entries/<i>.sha256``. Both are written to a temporary
+file, flushed, renamed into place and the folder synced, the checksum last, so an
+entry exists only when it is complete: a build killed at any point resumes where it
+stopped. ``manifest.json`` (also written atomically) records the config and every
+checksum once the bank is complete. Reading verifies the checksum and names the file
+when it does not match.
 
-Entries are built through Lightning's predict loop (:func:`build_with_trainer`,
-``anomalysynth cache``), so generation spreads over devices and nodes with
-Lightning's own strategies, or in-process (:func:`SynthesisCache.build`).
+Entries are made by :class:`SynthesisPredictor`, a LightningModule that owns the
+synthesizer as a submodule (Lightning moves it to the accelerator) and synthesizes
+whole blocks of ``batch_size`` entries per step on the device; the DataLoader only
+reads source images. Block ``b`` belongs to rank ``b % world_size``
+(:mod:`anomalysynth.sharding`), so no rank repeats another's entries, each rank
+writes its own, and the bank is identical file for file whatever the number of
+processes. Every sample is drawn from its own ``(seed, epoch 0, key)`` generator, as
+on the fly. Three ways in: :func:`build_with_trainer` (``anomalysynth cache``,
+``Trainer.predict`` with any strategy: DDP over devices and nodes),
+:meth:`SynthesisCache.build` (one process, on a given device) and
+:func:`build_in_strategy` (every rank of a running DDP job builds its share, then a
+barrier; what ``SyntheticAnomalyDataModule(mode="cached")`` does).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.tv_tensors import Image, Mask
-from tqdm.auto import tqdm
 
+import anomalysynth
 from anomalysynth.datamodules.synthetic import SyntheticAnomalyDataset, SyntheticImageBatch, SyntheticImageItem
 from anomalysynth.files import atomic_write_bytes, torch_bytes
+from anomalysynth.sharding import BlockPredictor, module_device, predict_blocks
+from anomalysynth.synth import Synthesizer
+from anomalysynth.synth.fingerprint import folder_fingerprints
+from anomalysynth.synth.keyed import synthesize_keyed
 
-__all__ = ["CacheCorruptError", "CachedSyntheticDataset", "SynthesisCache", "build_with_trainer"]
+__all__ = [
+    "CacheCorruptError",
+    "CachedSyntheticDataset",
+    "SynthesisCache",
+    "SynthesisPredictor",
+    "build_in_strategy",
+    "build_with_trainer",
+]
+
+DEFAULT_BATCH_SIZE = 8
 
 _FORMAT = 1
 
@@ -64,13 +85,16 @@ class SynthesisCache:
     # ------------------------------------------------------------------ keys
     @staticmethod
     def key(source: SyntheticAnomalyDataset) -> str:
-        """Hash of the synthesizer config, the source images' content, the seed and the anomaly ratio."""
+        """Hash of the package version, the synthesizer config, the content of its texture folders,
+        the source images' content, the seed and the anomaly ratio."""
         digest = hashlib.sha256()
         digest.update(
             json.dumps(
                 {
                     "format": _FORMAT,
+                    "version": anomalysynth.__version__,
                     "synthesizer": source.synthesizer.config(),
+                    "texture_folders": folder_fingerprints(source.synthesizer),
                     "seed": source.seed,
                     "anomaly_ratio": source.anomaly_ratio,
                 },
@@ -91,13 +115,31 @@ class SynthesisCache:
         """Indices whose entry is absent or incomplete."""
         return [i for i in range(count) if not _is_written(bank, i)]
 
-    def build(self, source: SyntheticAnomalyDataset, progress: bool = True, key: str | None = None) -> Path:
-        """Build (or finish) the bank of ``source`` in this process; returns its folder."""
+    def build(
+        self,
+        source: SyntheticAnomalyDataset,
+        progress: bool = True,
+        key: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        device: torch.device | str | None = None,
+        num_workers: int = 0,
+    ) -> Path:
+        """Build (or finish) the bank of ``source`` in this process; returns its folder.
+
+        Args:
+            source: the on-the-fly dataset the bank caches (its epoch-0 items).
+            progress: show a progress bar.
+            key: the bank key if already computed (:meth:`key`).
+            batch_size: entries synthesized together (one block).
+            device: where to synthesize (default: where the synthesizer is); the
+                synthesizer is moved there for the build and back afterwards.
+            num_workers: DataLoader workers reading the source images.
+        """
         bank = self.bank_dir(source, key)
-        todo = self.missing(bank, len(source))
-        for index in tqdm(todo, desc=f"synthesis cache {bank.name}", disable=not progress or not todo):
-            write_entry(bank, index, make_entry(source, index))
-        self.finalize(bank, source)
+        predictor = SynthesisPredictor(source, bank, batch_size=batch_size, num_workers=num_workers)
+        predictor.run(device=device, progress=progress, desc=f"synthesis cache {bank.name}")
+        if not self.is_complete(bank):
+            self.finalize(bank, source)
         return bank
 
     def finalize(self, bank: Path, source: SyntheticAnomalyDataset) -> None:
@@ -107,6 +149,7 @@ class SynthesisCache:
             raise RuntimeError(f"Cannot finalize {bank}: {len(self.missing(bank, count))} entries are missing.")
         manifest = {
             "format": _FORMAT,
+            "version": anomalysynth.__version__,
             "key": bank.name,
             "count": count,
             "seed": source.seed,
@@ -165,18 +208,51 @@ class CachedSyntheticDataset(Dataset):
 
 # ---------------------------------------------------------------------- entries
 def make_entry(source: SyntheticAnomalyDataset, index: int) -> dict[str, Any]:
-    """Entry ``index``: exactly what ``source[index]`` returns (epoch 0)."""
-    item = source[index]
-    return {
-        "image": Tensor(item.image).as_subclass(Tensor).contiguous(),
-        "mask": Tensor(item.gt_mask).as_subclass(Tensor).unsqueeze(0).float().contiguous(),
-        "label": torch.as_tensor(item.gt_label).long(),
-        "strength": torch.as_tensor(item.anomaly_strength).float(),
-        "source_image": item.source_image.contiguous(),  # type: ignore[union-attr]
-        "source_index": index,
-        "source_key": str(item.image_path),
-        "params": {k: v.contiguous() for k, v in (item.synthesis_params or {}).items()},
-    }
+    """Entry ``index`` made alone: exactly what ``source[index]`` returns (epoch 0)."""
+    batch = SourceImages(source)([index])
+    ((_, entry),) = synthesize_entries(source.synthesizer, batch, source.seed, source.anomaly_ratio)
+    return entry
+
+
+def synthesize_entries(
+    synthesizer: Synthesizer, batch: dict[str, Any], seed: int, anomaly_ratio: float
+) -> list[tuple[int, dict[str, Any]]]:
+    """The entries of a block (a :class:`SourceImages` batch), synthesized as whole batches on the images' device.
+
+    Images of one shape form one batch; sample ``i`` is drawn from ``(seed, epoch 0,
+    keys[i])`` (:func:`~anomalysynth.synth.keyed.synthesize_keyed`), so an entry does not
+    depend on which block, batch or rank made it. Entries come back on the CPU, each
+    tensor in its own storage (a slice would save the whole batch).
+    """
+    images: list[Tensor] = batch["images"]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for position, image in enumerate(images):
+        groups.setdefault((tuple(image.shape), image.dtype), []).append(position)
+    entries: list[tuple[int, dict[str, Any]] | None] = [None] * len(images)
+    for positions in groups.values():
+        stacked = torch.stack([images[p] for p in positions])
+        keys = [batch["keys"][p] for p in positions]
+        out = synthesize_keyed(synthesizer, stacked, keys, seed, anomaly_ratio, epoch=0)
+        for j, p in enumerate(positions):
+            entries[p] = (
+                int(batch["indices"][p]),
+                {
+                    "image": _own(out.image[j]),
+                    "mask": _own((out.mask[j] > 0).float()),
+                    "label": _own(out.label[j].long()),
+                    "strength": _own(out.strength[j].float()),
+                    "source_image": _own(images[p]),
+                    "source_index": int(batch["indices"][p]),
+                    "source_key": batch["source_keys"][p],
+                    "params": {k: _own(v[j]) for k, v in out.params.items()},
+                },
+            )
+    return [e for e in entries if e is not None]
+
+
+def _own(tensor: Tensor) -> Tensor:
+    """A contiguous CPU copy with a storage of its own."""
+    return tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
 
 
 def write_entry(bank: Path, index: int, entry: dict[str, Any]) -> None:
@@ -218,61 +294,126 @@ def _checksum_path(bank: Path, index: int) -> Path:
     return bank / "entries" / f"{index:08d}.sha256"
 
 
-# ---------------------------------------------------------------------- Lightning predict loop
-class _IndexDataset(Dataset):
-    def __init__(self, indices: Sequence[int]) -> None:
-        self.indices = list(indices)
+# ---------------------------------------------------------------------- building
+class SourceImages:
+    """Reads a block's clean source images and keys (no synthesizer: the DataLoader only loads).
 
-    def __len__(self) -> int:
-        return len(self.indices)
+    Called with a list of indices, returns ``{"indices", "images", "keys", "source_keys"}``.
+    """
 
-    def __getitem__(self, i: int) -> int:
-        return self.indices[i]
+    def __init__(self, source: SyntheticAnomalyDataset) -> None:
+        self.source = copy.copy(source)
+        self.source.synthesizer = None  # type: ignore[assignment]  # workers never get the model
+
+    def __call__(self, indices: list[int]) -> dict[str, Any]:
+        images, keys, names = [], [], []
+        for index in indices:
+            image, key, item = self.source.source(index)
+            images.append(image.contiguous())
+            keys.append(key)
+            names.append(str(getattr(item, "image_path", None) or key))
+        return {
+            "indices": torch.tensor(indices, dtype=torch.long),
+            "images": images,
+            "keys": keys,
+            "source_keys": names,
+        }
 
 
-class SynthesisPredictor(pl.LightningModule):
-    """Predict loop module: each predict step synthesizes the entries of a batch of indices."""
+class SynthesisPredictor(BlockPredictor):
+    """Makes a bank's entries block by block on the module's device.
 
-    def __init__(self, source: SyntheticAnomalyDataset, bank: Path) -> None:
-        super().__init__()
-        self.source = source
-        self.bank = bank
+    The synthesizer is a submodule, so ``Trainer.predict`` (or ``.to(device)``) moves it
+    to the accelerator; each ``predict_step`` synthesizes a whole block there, and each
+    rank makes and writes only its own blocks (:mod:`anomalysynth.sharding`).
 
-    def predict_step(self, batch: Tensor, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, dict]]:
-        # every rank iterates all indices (the same split on every rank) and skips finished entries
-        return [(int(i), make_entry(self.source, int(i))) for i in batch if not _is_written(self.bank, int(i))]
+    Args:
+        source: the on-the-fly dataset the bank caches.
+        bank: the bank folder.
+        batch_size: entries per block.
+        num_workers: DataLoader workers reading the source images.
+    """
 
+    def __init__(
+        self,
+        source: SyntheticAnomalyDataset,
+        bank: str | Path,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(len(source), batch_size=batch_size, num_workers=num_workers)
+        self.synthesizer = source.synthesizer
+        self.seed = source.seed
+        self.anomaly_ratio = source.anomaly_ratio
+        self.bank = Path(bank)
+        self.images = SourceImages(source)
 
-class CacheWriter(BasePredictionWriter):
-    """Writes each predicted entry into the bank as soon as its batch ends."""
+    def is_written(self, index: int) -> bool:
+        return _is_written(self.bank, index)
 
-    def __init__(self, bank: Path) -> None:
-        super().__init__(write_interval="batch")
-        self.bank = bank
+    def block_loader_fn(self) -> SourceImages:
+        return self.images
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):  # type: ignore[no-untyped-def, override]
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, dict]]:
+        return synthesize_entries(self.synthesizer, batch, self.seed, self.anomaly_ratio)
+
+    def write_block(self, prediction: list[tuple[int, dict]]) -> None:
         for index, entry in prediction:
-            write_entry(self.bank, index, entry)
+            if not _is_written(self.bank, index):
+                write_entry(self.bank, index, entry)
 
 
 def build_with_trainer(
     cache: SynthesisCache,
     source: SyntheticAnomalyDataset,
     trainer_kwargs: dict[str, Any] | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = 0,
 ) -> Path:
-    """Build the bank through ``Trainer.predict`` (any strategy: DDP over devices and nodes)."""
+    """Build the bank through ``Trainer.predict`` (any accelerator and strategy: DDP over devices and nodes).
+
+    Each rank synthesizes its own blocks on its device and writes them; rank 0 writes
+    the manifest once every rank's entries are on disk.
+    """
     key = cache.key(source)
     bank = cache.bank_dir(source, key)
-    kwargs: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False}
-    kwargs.update(trainer_kwargs or {})
-    kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), CacheWriter(bank)]
-    trainer = pl.Trainer(**kwargs)
-    if cache.missing(bank, len(source)):
-        loader = DataLoader(_IndexDataset(range(len(source))), batch_size=batch_size, shuffle=False)
-        trainer.predict(SynthesisPredictor(source, bank), loader, return_predictions=False)
-    trainer.strategy.barrier()
-    if trainer.is_global_zero:
+    if cache.is_complete(bank):
+        return bank
+    predictor = SynthesisPredictor(source, bank, batch_size=batch_size, num_workers=num_workers)
+    device = module_device(source.synthesizer)
+    try:
+        trainer = predict_blocks(predictor, trainer_kwargs)
+    finally:
+        source.synthesizer.to(device)  # Lightning leaves the module on the CPU
+    if trainer.is_global_zero and not cache.is_complete(bank):
         cache.finalize(bank, source)
-    trainer.strategy.barrier()
+    trainer.strategy.barrier("anomalysynth-cache-finalized")
     return bank
+
+
+def build_in_strategy(
+    cache: SynthesisCache,
+    source: SyntheticAnomalyDataset,
+    trainer: pl.Trainer,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = 0,
+) -> str:
+    """Build the bank inside a running job: every rank makes its share on its device, then a barrier.
+
+    For a datamodule's ``setup`` under DDP, where a second ``Trainer`` cannot run: the
+    key and "is it complete" are rank 0's (broadcast), each rank synthesizes its own
+    blocks on ``trainer.strategy.root_device``, and rank 0 writes the manifest after a
+    barrier. Every rank must call it. Returns the key.
+    """
+    strategy = trainer.strategy
+    key = strategy.broadcast(cache.key(source), src=0)
+    bank = cache.bank_dir(source, key)
+    if strategy.broadcast(cache.is_complete(bank), src=0):
+        return key
+    predictor = SynthesisPredictor(source, bank, batch_size=batch_size, num_workers=num_workers)
+    predictor.run(trainer.global_rank, trainer.world_size, device=strategy.root_device)
+    strategy.barrier("anomalysynth-cache-written")
+    if trainer.is_global_zero and not cache.is_complete(bank):
+        cache.finalize(bank, source)
+    strategy.barrier("anomalysynth-cache-finalized")
+    return key

@@ -10,7 +10,12 @@ from anomalib.data import AnomalibDataModule
 from torch.utils.data import DataLoader, Subset
 from typing_extensions import override
 
-from anomalysynth.datamodules.cache import CachedSyntheticDataset, SynthesisCache
+from anomalysynth.datamodules.cache import (
+    DEFAULT_BATCH_SIZE,
+    CachedSyntheticDataset,
+    SynthesisCache,
+    build_in_strategy,
+)
 from anomalysynth.datamodules.synthetic import (
     EpochSampler,
     SyntheticAnomalyDataset,
@@ -45,6 +50,8 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             ratio other than 1 next to a different number here is refused).
         mode: ``"on_the_fly"`` (synthesized in the DataLoader workers) or ``"cached"``
             (read from a bank on disk, built on first use; see :class:`SynthesisCache`).
+            Under a Trainer the bank is built on the trainer's device; under DDP every
+            rank builds its own share of the entries, then all ranks wait at a barrier.
         cache_dir: folder of banks for ``"cached"`` (default ``~/.cache/anomalysynth/banks``).
         seed: base seed of the anomalies.
         reseed_every_epoch: fresh anomalies every epoch, deterministic per
@@ -58,6 +65,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             the synthetic anomalies from them.
         repeats: each training image appears this many times per epoch, each time
             with a different anomaly (few-shot: many anomalies from ``num_shots`` images).
+        cache_batch_size: entries synthesized together on the device while building a bank.
     """
 
     def __init__(
@@ -73,6 +81,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         num_workers: int | None = None,
         num_shots: int | None = None,
         repeats: int = 1,
+        cache_batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         if not isinstance(datamodule, AnomalibDataModule):
             raise ValueError(
@@ -82,6 +91,8 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
         if mode not in ("on_the_fly", "cached"):
             raise ValueError(f"`mode` must be 'on_the_fly' or 'cached'; got {mode!r}.")
+        if isinstance(cache_batch_size, bool) or not isinstance(cache_batch_size, int) or cache_batch_size < 1:
+            raise ValueError(f"`cache_batch_size` must be an integer >= 1; got {cache_batch_size!r}.")
         if num_shots is not None and num_shots < 1:
             raise ValueError(f"`num_shots` must be >= 1; got {num_shots}.")
         if reseed_every_epoch is None:
@@ -103,6 +114,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self.reseed_every_epoch = bool(reseed_every_epoch)
         self.num_shots = num_shots
         self.repeats = check_repeats(repeats)
+        self.cache_batch_size = cache_batch_size
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -154,10 +166,14 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         return Subset(dataset, sorted(order[: self.num_shots].tolist()))
 
     def _cached(self, source: SyntheticAnomalyDataset) -> CachedSyntheticDataset:
-        key = self.cache.key(source)
-        bank = self.cache.bank_dir(source, key)
-        if not self.cache.is_complete(bank):
-            self.cache.build(source, key=key)
+        trainer = getattr(self, "trainer", None)
+        workers = self.num_workers
+        if trainer is not None:  # every rank (one under a single device) builds its share on its device
+            key = build_in_strategy(self.cache, source, trainer, batch_size=self.cache_batch_size, num_workers=workers)
+        else:
+            key = self.cache.key(source)
+            if not self.cache.is_complete(self.cache.bank_dir(source, key)):
+                self.cache.build(source, key=key, batch_size=self.cache_batch_size, num_workers=workers)
         return self.cache.dataset(source, key=key)
 
     @override
