@@ -85,7 +85,7 @@ class TextureAugment:
                     entries = (table[idx] * 255).round_().long()
                     hist = torch.zeros(len(idx), c, 256, device=device)
                     hist.scatter_add_(2, entries, _histogram(levels[idx]))
-                    table[idx] = torch.gather(func(hist, sub), 2, entries)
+                    table[idx] = torch.gather(func(hist, sub), 2, entries).to(table.dtype)
                 else:
                     pixels = _lookup(table[idx], levels[idx]).view(len(idx), *textures.shape[1:])
                     levels[idx] = _quantize(func(pixels, sub))
@@ -194,7 +194,7 @@ def _equalize(hist: Tensor, p: dict[str, Tensor]) -> Tensor:
 def _rotate(x: Tensor, p: dict[str, Tensor]) -> Tensor:
     size = (x.shape[-2], x.shape[-1])
     grid = rotation_grid(p["aug_rotation"], size, size)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 #: (operation, how it is applied, the parameters it reads), in the order of the codes in

@@ -118,4 +118,7 @@ class BlendedSynthesizer(Synthesizer):
         return strength
 
     def extra_repr(self) -> str:
-        return f"mask={self.mask!r}, source={self.source!r}, blend={self.blend!r}, {super().extra_repr()}"
+        # parts that are modules (an on-the-fly SDAS sampler) print as children
+        parts = (("mask", self.mask), ("source", self.source), ("blend", self.blend))
+        shown = "".join(f"{name}={part!r}, " for name, part in parts if not isinstance(part, torch.nn.Module))
+        return f"{shown}{super().extra_repr()}"

@@ -15,8 +15,11 @@ from anomalysynth.synth.parts import AnomalySource
 __all__ = ["SourceMixture"]
 
 
-class SourceMixture(AnomalySource):
+class SourceMixture(AnomalySource, torch.nn.Module):
     """Each sample's source is ``sources[k]`` with probability ``weights[k]``.
+
+    Children that are ``torch.nn.Module`` s (an on-the-fly SDAS sampler) are registered
+    submodules, so the synthesizer's ``.to(device)`` and ``state_dict`` reach them.
 
     Every child draws its parameters for every sample (cheap random numbers), prefixed
     ``"{k}."``, so parameters stay batch-first and replayable; each child then renders
@@ -38,9 +41,11 @@ class SourceMixture(AnomalySource):
             raise ValueError(
                 f"`weights` must be {len(sources)} non-negative numbers with a positive sum; got {weights}."
             )
+        torch.nn.Module.__init__(self)
         self.sources = list(sources)
+        self.source_modules = torch.nn.ModuleList([s for s in self.sources if isinstance(s, torch.nn.Module)])
         self.weights = weights
-        self._probabilities = torch.tensor(weights) / sum(weights)
+        self._probabilities = torch.tensor(weights) / sum(weights)  # host side: drawn with CPU generators
 
     def sample(self, images: Tensor, generators: list[torch.Generator], params: dict[str, Tensor]) -> dict[str, Tensor]:
         probabilities = self._probabilities

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -63,9 +61,13 @@ class SDASBankSource(AnomalySource):
         return torch.where(s >= 0, s, torch.ones_like(s))
 
 
-class SDASSamplerSource(AnomalySource):
+class SDASSamplerSource(AnomalySource, torch.nn.Module):
     """SDAS textures sampled on the fly from a diffusion checkpoint with ``s ~ U[sdas_strength]``
     (slow: a full reverse chain per anomaly; a bank is the usual path).
+
+    A part that is also a ``torch.nn.Module``: its :class:`~anomalysynth.diffusion.SDASSampler`
+    (and the UNet in it) is a registered submodule, so the synthesizer's ``.to(device)``
+    moves the network and its ``state_dict`` holds the weights (frozen: no gradients).
 
     Args:
         checkpoint: :class:`~anomalysynth.diffusion.NormalImageDiffusion` ``.ckpt`` or
@@ -81,11 +83,12 @@ class SDASSamplerSource(AnomalySource):
     ) -> None:
         from anomalysynth.diffusion.sampler import SDASSampler, load_diffusion
 
+        torch.nn.Module.__init__(self)
         self.sdas_strength = check_range("sdas_strength", sdas_strength, 0.0, float("inf"))
         self.checkpoint = str(checkpoint)
         self.num_steps = int(num_steps)
         unet, scheduler = load_diffusion(checkpoint)
-        self._sampler: Any = SDASSampler(unet, scheduler, num_steps=self.num_steps)
+        self.sampler = SDASSampler(unet, scheduler, num_steps=self.num_steps).requires_grad_(False)
 
     def sample(self, images: Tensor, generators: list[torch.Generator], params: dict[str, Tensor]) -> dict[str, Tensor]:
         return {
@@ -96,7 +99,7 @@ class SDASSamplerSource(AnomalySource):
     def render(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
         size = (images.shape[-2], images.shape[-1])
         generators = [torch.Generator().manual_seed(int(s)) for s in params["texture_seed"].tolist()]
-        textures = self._sampler.sample(len(generators), params["sdas_strength"].float().cpu(), generators)
+        textures = self.sampler.sample(len(generators), params["sdas_strength"].float().cpu(), generators)
         if textures.shape[-2:] != size:
             textures = F.interpolate(textures, size=size, mode="bilinear", antialias=True, align_corners=False)
         textures = textures.clamp(0, 1)
