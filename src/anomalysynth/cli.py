@@ -5,8 +5,8 @@
 * ``anomalysynth fit|validate|test|predict ...``: the same.
 * ``anomalysynth cache --data <SyntheticAnomalyDataModule config> [--trainer.devices N]``:
   build the synthesis bank through Lightning's predict loop.
-* ``anomalysynth cache sdas --checkpoint CKPT --out DIR``: sample an SDAS texture bank
-  from a diffusion checkpoint.
+* ``anomalysynth cache sdas --checkpoint CKPT --out DIR [--devices N]``: sample an SDAS
+  texture bank from a diffusion checkpoint, through Lightning's predict loop.
 * ``anomalysynth preview --synthesizer NAME``: a PNG grid to look at.
 * ``anomalysynth sdas-grid --checkpoint CKPT --out grid.png``: SDAS samples, one row per strength.
 * ``anomalysynth evaluate --data DIR --out DIR [--synthesizers NAME ...]``: the realism report
@@ -293,7 +293,18 @@ def _cache_sdas(argv: Sequence[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--fixed-variance", action="store_true", help="allow a model without learned variance")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu, ...")
+    parser.add_argument("--devices", default="1", help="devices per node (a number, a list or 'auto')")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp for several devices")
+    parser.add_argument("--num-nodes", type=int, default=1)
     args = parser.parse_args(list(argv))
+    devices: Any = args.devices if args.devices == "auto" or "," in args.devices else int(args.devices)
+    trainer_kwargs = {
+        "accelerator": args.accelerator,
+        "devices": devices,
+        "strategy": args.strategy,
+        "num_nodes": args.num_nodes,
+    }
     out = build_sdas_bank(
         args.checkpoint,
         args.out,
@@ -305,8 +316,11 @@ def _cache_sdas(argv: Sequence[str]) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         fixed_variance=args.fixed_variance,
+        trainer_kwargs=trainer_kwargs,
     )
-    print(f"SDAS bank: {out} ({args.num} textures, s in [{args.strength[0]:g}, {args.strength[1]:g}])")
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(f"SDAS bank: {out} ({args.num} textures, s in [{args.strength[0]:g}, {args.strength[1]:g}])")
     return 0
 
 
@@ -319,7 +333,8 @@ def _cache(argv: Sequence[str]) -> int:
     parser = ArgumentParser(prog="anomalysynth cache", description="Build the synthesis bank of a training split.")
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML file with the arguments below")
     parser.add_subclass_arguments(SyntheticAnomalyDataModule, "data", help="the SyntheticAnomalyDataModule to cache")
-    parser.add_argument("--batch_size", type=int, default=8, help="samples per predict step")
+    parser.add_argument("--batch_size", type=int, default=8, help="samples synthesized together on the device")
+    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers reading the source images")
     parser.add_class_arguments(
         pl.Trainer, "trainer", fail_untyped=False, skip={"callbacks", "logger", "enable_checkpointing"}
     )
@@ -331,7 +346,9 @@ def _cache(argv: Sequence[str]) -> int:
     data.datamodule.prepare_data()
     data.datamodule.setup("fit")
     source = data.synthetic_training_source()
-    bank = build_with_trainer(data.cache, source, trainer_kwargs, batch_size=cfg.batch_size)
+    bank = build_with_trainer(
+        data.cache, source, trainer_kwargs, batch_size=cfg.batch_size, num_workers=cfg.num_workers
+    )
     from lightning.pytorch.utilities import rank_zero_info
 
     rank_zero_info(f"synthesis bank: {bank} ({len(source)} entries)")

@@ -86,3 +86,25 @@ def test_cli_builds_a_bank_and_a_grid(tiny_checkpoint, tmp_path, capsys):
     with Image.open(out) as img:
         assert img.height == 4 * (16 + 2) + 2  # four strength rows of 8 px samples upscaled x2
     assert "rows s = 0, 0.1, 0.2, 0.4" in capsys.readouterr().out
+
+
+def test_the_bank_predictor_owns_the_network_so_device_moves_reach_it(tiny_checkpoint, tmp_path):
+    from anomalysynth.diffusion import SDASSampler, load_diffusion
+    from anomalysynth.diffusion.bank import SDASBankPredictor
+
+    unet, scheduler = load_diffusion(tiny_checkpoint)
+    predictor = SDASBankPredictor(SDASSampler(unet, scheduler, num_steps=2), tmp_path, 4, (0.1, 0.2))
+    predictor.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in unet.parameters())
+    predictor.to("meta")
+    assert all(p.is_meta for p in unet.parameters()) and all(b.is_meta for b in unet.buffers())
+
+
+@pytest.mark.parametrize("strategy", ["ddp_fork", pytest.param("ddp_spawn", marks=pytest.mark.slow)])
+def test_two_processes_build_the_one_process_bank_file_for_file(tiny_checkpoint, tmp_path, strategy):
+    args = {"num_textures": 5, "num_steps": 3, "batch_size": 2, "progress": False}
+    one = build_sdas_bank(tiny_checkpoint, tmp_path / "one", **args)
+    trainer_kwargs = {"accelerator": "cpu", "devices": 2, "strategy": strategy}
+    two = build_sdas_bank(tiny_checkpoint, tmp_path / "two", trainer_kwargs=trainer_kwargs, **args)
+    assert _files(one) == _files(two)
+    assert len([f for f in _files(two) if f.endswith(".png")]) == 5

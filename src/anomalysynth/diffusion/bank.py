@@ -7,6 +7,13 @@ build key (checkpoint digest, seed, steps, method, strength range, size, batch
 size) and per texture its file, strength ``s`` and SHA-256. Every PNG is written
 atomically and the manifest last, so an interrupted build leaves no half-written
 file; running the same command again resumes it.
+
+Textures are made by :class:`SDASBankPredictor`, a LightningModule that owns the
+sampler's network (so it runs on the accelerator), in fixed blocks of ``batch_size``
+textures dealt to the ranks in turn (:mod:`anomalysynth.sharding`): with
+``trainer_kwargs`` the build runs through ``Trainer.predict`` over several devices
+or nodes, each rank sampling and writing its own textures, and the bank is identical
+file for file whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -22,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from anomalysynth.files import atomic_write_bytes
+from anomalysynth.sharding import BlockPredictor, predict_blocks
 
-__all__ = ["SDASBank", "build_sdas_bank", "texture_generator"]
+__all__ = ["SDASBank", "SDASBankPredictor", "build_sdas_bank", "texture_generator"]
 
 MANIFEST = "manifest.json"
 _BUILD = "build.json"
@@ -54,6 +61,91 @@ def _png_bytes(image: Tensor) -> bytes:
     return buffer.getvalue()
 
 
+def texture_strength(generator: torch.Generator, strength: tuple[float, float]) -> Tensor:
+    """The first draw of a texture's generator: its ``s ~ U[strength]`` (float64)."""
+    lo, hi = strength
+    return lo + (hi - lo) * torch.rand((), generator=generator, dtype=torch.float64)
+
+
+class SDASBankPredictor(BlockPredictor):
+    """Samples a bank's textures block by block on the module's device and writes them as PNGs.
+
+    The sampler (and its network) is a submodule, so ``Trainer.predict`` or ``.to(device)``
+    moves it. Texture ``i`` draws its ``s`` and its whole chain from
+    :func:`texture_generator` ``(seed, i)``.
+
+    Args:
+        sampler: the :class:`~anomalysynth.diffusion.SDASSampler`.
+        out: the bank folder.
+        num_textures: bank size.
+        strength: range of ``s``.
+        seed: bank seed.
+        size: resize textures to ``size x size`` (``None``: the model's size).
+        batch_size: textures sampled together (one block).
+    """
+
+    def __init__(
+        self,
+        sampler: Any,
+        out: str | Path,
+        num_textures: int,
+        strength: tuple[float, float],
+        seed: int = 0,
+        size: int | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__(num_textures, batch_size=batch_size)
+        self.sampler = sampler
+        if not isinstance(sampler, torch.nn.Module):
+            self.unet = sampler.unet  # the network must sit in the module tree to follow the device
+        self.out = Path(out)
+        self.strength = (float(strength[0]), float(strength[1]))
+        self.seed = int(seed)
+        self.size = size
+
+    def path(self, index: int) -> Path:
+        return self.out / "textures" / f"{index:06d}.png"
+
+    def is_written(self, index: int) -> bool:
+        return self.path(index).is_file()
+
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> list[tuple[int, Tensor]]:
+        indices = [int(i) for i in batch["indices"]]
+        generators = [texture_generator(self.seed, i) for i in indices]
+        strengths = torch.stack([texture_strength(g, self.strength) for g in generators])
+        images = self.sampler.sample(len(indices), strengths.float(), generators)
+        if self.size is not None and images.shape[-2:] != (self.size, self.size):
+            size = (self.size, self.size)
+            images = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return list(zip(indices, images.cpu(), strict=True))
+
+    def write_block(self, prediction: list[tuple[int, Tensor]]) -> None:
+        for index, image in prediction:
+            if not self.is_written(index):
+                atomic_write_bytes(self.path(index), _png_bytes(image))
+
+    def write_manifest(self, key: dict[str, Any]) -> None:
+        """``manifest.json`` once every texture is on disk (one process writes it)."""
+        entries = []
+        for i in range(self.count):
+            if not self.is_written(i):
+                raise RuntimeError(
+                    f"Cannot finish the SDAS bank {str(self.out)!r}: texture {self.path(i).name} is missing."
+                )
+            s = float(texture_strength(texture_generator(self.seed, i), self.strength))
+            entries.append(
+                {
+                    "index": i,
+                    "file": f"textures/{self.path(i).name}",
+                    "strength": s,
+                    "sha256": _file_digest(self.path(i)),
+                }
+            )
+        atomic_write_bytes(self.out / MANIFEST, json.dumps({"key": key, "textures": entries}, indent=1).encode())
+
+
 def build_sdas_bank(
     checkpoint: str | Path,
     out: str | Path,
@@ -66,12 +158,15 @@ def build_sdas_bank(
     batch_size: int = 16,
     fixed_variance: bool = False,
     progress: bool = True,
+    device: torch.device | str | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Sample ``num_textures`` SDAS textures from a diffusion checkpoint into ``out``.
 
     Texture ``i`` draws ``s_i ~ U[strength]`` and its whole chain from
     :func:`texture_generator` ``(seed, i)``; batches are fixed blocks of
-    ``batch_size`` textures, so the same arguments give the identical bank.
+    ``batch_size`` textures, so the same arguments give the identical bank, whatever
+    the number of processes.
 
     Args:
         checkpoint: a :class:`NormalImageDiffusion` ``.ckpt`` or a ``save_pretrained`` folder.
@@ -82,6 +177,13 @@ def build_sdas_bank(
         size: resize textures to ``size x size`` before saving (default: the model's size).
         seed: bank seed.
         batch_size: textures sampled together.
+        progress: show progress.
+        device: without ``trainer_kwargs``: sample in this process on this device
+            (default: the CPU), e.g. ``"cuda"``.
+        trainer_kwargs: build through ``Trainer.predict`` with these ``pl.Trainer``
+            arguments instead (e.g. ``{"accelerator": "gpu", "devices": 4, "strategy":
+            "ddp"}``): every rank samples and writes its own blocks; rank 0 writes
+            the manifest.
     """
     from anomalysynth.diffusion.sampler import SDASSampler, load_diffusion
 
@@ -105,25 +207,17 @@ def build_sdas_bank(
         "batch_size": batch_size,
     }
     out = Path(out)
-    textures = out / "textures"
     _claim(out, key)
-    textures.mkdir(parents=True, exist_ok=True)
-    entries: list[dict[str, Any]] = []
-    starts = range(0, num_textures, batch_size)
-    for start in tqdm(starts, desc="SDAS bank", disable=not progress, unit="batch"):
-        indices = list(range(start, min(start + batch_size, num_textures)))
-        generators = [texture_generator(seed, i) for i in indices]
-        strengths = torch.stack([lo + (hi - lo) * torch.rand((), generator=g, dtype=torch.float64) for g in generators])
-        files = [textures / f"{i:06d}.png" for i in indices]
-        if not all(f.is_file() for f in files):
-            images = sampler.sample(len(indices), strengths.float(), generators)
-            if size is not None and images.shape[-2:] != (size, size):
-                images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            for f, image in zip(files, images, strict=True):
-                atomic_write_bytes(f, _png_bytes(image))
-        for f, i, s in zip(files, indices, strengths.tolist(), strict=True):
-            entries.append({"index": i, "file": f"textures/{f.name}", "strength": s, "sha256": _file_digest(f)})
-    atomic_write_bytes(out / MANIFEST, json.dumps({"key": key, "textures": entries}, indent=1).encode())
+    (out / "textures").mkdir(parents=True, exist_ok=True)
+    predictor = SDASBankPredictor(sampler, out, num_textures, (lo, hi), seed=seed, size=size, batch_size=batch_size)
+    if trainer_kwargs is None:
+        predictor.run(device=device, progress=progress, desc="SDAS bank")
+        predictor.write_manifest(key)
+        return out
+    trainer = predict_blocks(predictor, {"enable_progress_bar": progress, **trainer_kwargs})
+    if trainer.is_global_zero:
+        predictor.write_manifest(key)
+    trainer.strategy.barrier("anomalysynth-sdas-bank-finalized")
     return out
 
 
