@@ -19,11 +19,15 @@ class SynthesizeOnDevice(Callback):
     """Replace a fraction of each training batch with synthetic anomalies, on the model's device.
 
     Runs in ``on_train_batch_start``, before anomalib's ``PreProcessor`` normalises
-    the batch, so the synthesizer sees images in [0, 1]. Sample ``i`` is keyed by its
-    ``image_path`` (or its position in the epoch when the batch has none) exactly as
+    the batch (Lightning calls the Trainer's callbacks before the model's own), so the
+    synthesizer sees images in [0, 1]; the pre-processor then transforms ``image`` and
+    ``gt_mask`` together. Sample ``i`` is keyed by its ``image_path`` (or its position in
+    the epoch when the batch has none) exactly as
     :class:`~anomalysynth.datamodules.SyntheticAnomalyDataset` keys it, so both paths
     make the same anomalies for the same seed. The clean images are kept in
-    ``batch.source_image``.
+    ``batch.source_image``; ``gt_label`` is ``bool``.
+    :class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection` in the same Trainer
+    makes its anomalous triplets with this callback's synthesizer and seed.
 
     Args:
         synthesizer: the anomaly synthesizer.
