@@ -7,7 +7,7 @@ pushed into the foreground by gradient steps on the latent
 (``L_att = 1 - max(A_j * mask)``, localization-aware step size), and over the last
 denoising steps a CLIP image loss against a detailed description and a prompt
 embedding loss refine the anomaly. The final smoothed attention map of the anomaly
-token, thresholded, is the pixel annotation.
+token, upsampled bilinearly to the image and thresholded, is the pixel annotation.
 
 Nothing downloads: pass a local Stable Diffusion folder in diffusers format
 (``pipeline_path``) and a local CLIP model (``clip_path``). Each anomaly costs a
@@ -70,10 +70,21 @@ class AnomalyAny(Synthesizer):
         refine_steps: refinement over the last ``refine_steps`` of the full chain (paper: 30).
         guidance_scale: classifier-free guidance.
         step_scale: lambda of the step size ``alpha_t = lambda (1 + t/T) n_t / n_start``.
-        prompt_lr: step size of the prompt-embedding update.
+        prompt_lr: step of the prompt-embedding update, scale-free: each refinement step
+            turns the embedding ``tau(c)`` towards ``tau(c')`` by ``prompt_lr * sin(angle)``
+            of its norm (see :meth:`refine_prompt`; a raw gradient step on the 77 x 768
+            embedding would move it by a negligible amount).
         attention_resolution: side of the cross-attention maps used (SD 1.x at 512 px: 16).
         resolution: side of the image given to Stable Diffusion (SD 1.x: 512).
-        mask_threshold: the mask is where the final map exceeds this fraction of its peak.
+        mask_threshold: the mask is where the final map, upsampled bilinearly to the
+            image, exceeds this fraction of its peak inside the foreground.
+        normalize_eot: leave the end and padding tokens out of the softmax over tokens
+            (Attend-and-Excite's ``normalize_eot``); ``None`` does it for SD 2.x only (a
+            text encoder of width 1024), as Attend-and-Excite and AnomalyAny's code do.
+        batch_size: samples generated together. 1 (default): one at a time, so a sample
+            does not depend on its batch. Larger values batch the denoising chains for
+            GPU throughput; results then depend, up to float rounding, on which samples
+            share a chain batch (not bit-identical across batch compositions).
         anomaly_ratio, foreground, foreground_invert: see :class:`Synthesizer`; the
             foreground (or a ``foreground=`` tensor) is where anomalies may appear.
         progress: show a progress bar over denoising steps.
@@ -99,6 +110,8 @@ class AnomalyAny(Synthesizer):
         attention_resolution: int = 16,
         resolution: int = 512,
         mask_threshold: float = 0.5,
+        normalize_eot: bool | None = None,
+        batch_size: int = 1,
         anomaly_ratio: float = 1.0,
         foreground: str | None = None,
         foreground_invert: bool = False,
@@ -117,6 +130,10 @@ class AnomalyAny(Synthesizer):
             raise ValueError(f"`num_steps` must be >= 1 and `refine_steps` >= 0; got {num_steps}, {refine_steps}.")
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"`mask_threshold` must lie in (0, 1); got {mask_threshold}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
+        if prompt_lr < 0:
+            raise ValueError(f"`prompt_lr` must be >= 0; got {prompt_lr}.")
         self.pipeline_path, self.clip_path = str(pipeline_path), str(clip_path)
         self.object_name = object_name
         key = object_name if object_name in DEFAULT_ANOMALIES else "default"
@@ -132,13 +149,20 @@ class AnomalyAny(Synthesizer):
         )
         self.attention_resolution, self.resolution = int(attention_resolution), int(resolution)
         self.mask_threshold = float(mask_threshold)
+        self.normalize_eot = normalize_eot
+        self.batch_size = int(batch_size)
         self.progress = progress
         self._load(Path(pipeline_path), Path(clip_path))
         self.prompts, self.anomaly_words, self.details = self._build_prompts(prompts)
         from anomalysynth.diffusion.attention import find_token_indices
 
-        # the end token's position in each tokenized prompt (the softmax runs over tokens 1 .. end)
-        self.last_tokens = [len(self.tokenizer(p).input_ids) - 1 for p in self.prompts]
+        # the softmax over tokens runs over 1 .. last (exclusive): up to the end token (SD 2.x,
+        # or normalize_eot=True), else over every token but the start and the final padding one
+        self.drops_padding_tokens = self.is_sd2() if normalize_eot is None else bool(normalize_eot)
+        self.last_tokens = [
+            len(self.tokenizer(p).input_ids) - 1 if self.drops_padding_tokens else self.tokenizer.model_max_length - 1
+            for p in self.prompts
+        ]
         self.token_indices = [
             find_token_indices(self.tokenizer, p, w) for p, w in zip(self.prompts, self.anomaly_words, strict=True)
         ]
@@ -171,6 +195,17 @@ class AnomalyAny(Synthesizer):
         self.clip_tokenizer = CLIPTokenizer.from_pretrained(clip_path, **kw)
         for module in (self.unet, self.vae, self.text_encoder, self.clip):
             module.eval()
+
+    def is_sd2(self) -> bool:
+        """Whether the pipeline is Stable Diffusion 2.x (OpenCLIP ViT-H text encoder, width 1024)."""
+        return int(self.text_encoder.config.hidden_size) == 1024
+
+    def train(self, mode: bool = True) -> AnomalyAny:
+        """Sets the flag only: the frozen networks stay in eval mode."""
+        super().train(mode)
+        for module in (self.unet, self.vae, self.text_encoder, self.clip):
+            module.eval()
+        return self
 
     def _build_prompts(self, prompts: Sequence[str] | None) -> tuple[list[str], list[str], list[str]]:
         if prompts is None:
@@ -211,8 +246,14 @@ class AnomalyAny(Synthesizer):
                 "pixel; pass a foreground= mask with positive pixels (or foreground=None for the whole image)."
             )
         indices, seeds = params["prompt_index"].tolist(), params["seed"].tolist()
-        outs = [self.generate(images[i : i + 1], fg[i : i + 1], indices[i], seeds[i]) for i in range(images.shape[0])]
+        n, outs = self.batch_size, []
+        for i in range(0, images.shape[0], n):
+            outs.append(self.generate(images[i : i + n], fg[i : i + n], indices[i : i + n], seeds[i : i + n]))
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]), torch.cat([o[2] for o in outs])
+
+    def _chunk_size(self, images: Tensor) -> int:
+        # a whole number of generation batches per chunk
+        return self.batch_size * max(1, self.chunk_size // self.batch_size)
 
     # -- the method -----------------------------------------------------------------------------------
     def encode_prompt(self, prompts: list[str]) -> Tensor:
@@ -229,14 +270,17 @@ class AnomalyAny(Synthesizer):
         """``L_att = 1 - max(A_j * mask)`` per sample: maps (B, r, r), mask (B, r, r)."""
         return 1.0 - (maps * mask).flatten(1).amax(1)
 
-    def attention_maps(self, z: Tensor, t: int, prompt_emb: Tensor, prompt_index: int) -> Tensor:
-        """(1, r, r) smoothed attention map of the anomaly token for latent ``z`` at step ``t``
-        (differentiable in ``z`` and ``prompt_emb``)."""
+    def attention_maps(self, z: Tensor, t: int, prompt_emb: Tensor, prompt_index: int | Sequence[int]) -> Tensor:
+        """(B, r, r) smoothed attention maps of each sample's anomaly token for latents ``z`` at
+        step ``t`` (differentiable in ``z`` and ``prompt_emb``)."""
         return self._unet_with_maps(z, t, prompt_emb, prompt_index)[1]
 
-    def _unet_with_maps(self, z: Tensor, t: int, prompt_emb: Tensor, prompt_index: int) -> tuple[Tensor, Tensor]:
+    def _unet_with_maps(
+        self, z: Tensor, t: int, prompt_emb: Tensor, prompt_index: int | Sequence[int]
+    ) -> tuple[Tensor, Tensor]:
         from anomalysynth.diffusion.attention import AttentionStore, StoringAttnProcessor, token_attention
 
+        indices = _per_sample(prompt_index, z.shape[0])
         store = AttentionStore(self.attention_resolution)
         original = self.unet.attn_processors
         self.unet.set_attn_processor(StoringAttnProcessor(store))
@@ -244,78 +288,107 @@ class AnomalyAny(Synthesizer):
             eps = self.unet(z, t, encoder_hidden_states=prompt_emb).sample
         finally:
             self.unet.set_attn_processor(original)
-        maps = token_attention(store.aggregate(), [self.token_indices[prompt_index]], [self.last_tokens[prompt_index]])
+        maps = token_attention(
+            store.aggregate(), [self.token_indices[i] for i in indices], [self.last_tokens[i] for i in indices]
+        )
         return eps, maps
+
+    def refine_prompt(self, prompt_emb: Tensor, detail_emb: Tensor) -> Tensor:
+        """One prompt-embedding update down ``L_prompt = 1 - cos(tau(c), tau(c'))``, scale-free:
+        ``c <- c - prompt_lr ||c||^2 grad L_prompt`` per sample. The gradient of a cosine is
+        orthogonal to ``c`` with norm ``sin(angle(c, c')) / ||c||``, so each step turns ``c``
+        towards ``c'`` by ``prompt_lr sin(angle)`` of its norm (a plain gradient step on a
+        77 x 768 embedding moves it by a negligible ~1e-7 of its norm), and stops at ``c'``."""
+        with torch.enable_grad():
+            c = prompt_emb.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.prompt_loss(c, detail_emb).sum(), [c])
+        c = c.detach()
+        scale = self.prompt_lr * c.flatten(1).pow(2).sum(1)
+        return c - scale.view(-1, *([1] * (c.dim() - 1))) * grad
+
+    def annotation(self, maps: Tensor, fg: Tensor, size: tuple[int, int]) -> Tensor:
+        """(B, 1, H, W) mask from (B, r, r) smoothed attention maps: upsampled bilinearly to the
+        image, restricted to ``fg`` and thresholded at ``mask_threshold`` times each map's peak
+        there (thresholding after the upsampling keeps the attention grid's blocks out of the mask)."""
+        inside = (fg > 0).to(fg.dtype)
+        smooth = F.interpolate(maps.unsqueeze(1).to(fg.dtype), size=size, mode="bilinear", align_corners=False)
+        smooth = smooth * inside
+        peak = smooth.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1, 1)
+        return (smooth / peak > self.mask_threshold).to(fg.dtype) * inside
 
     def generate(
         self,
         image: Tensor,
         fg: Tensor,
-        prompt_index: int,
-        seed: int,
+        prompt_index: int | Sequence[int],
+        seed: int | Sequence[int],
         callback: Any = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One anomaly: ``image`` (1, C, H, W) in [0, 1], ``fg`` (1, 1, H, W).
+        """Anomalies for ``image`` (B, C, H, W) in [0, 1] with foregrounds ``fg`` (B, 1, H, W),
+        one prompt index and one seed per sample (or one for all); the chains run as one batch.
 
-        Returns the generated image, its mask and the attention peak.
-        ``callback(step, t, z, z_normal, latent_mask)``, if given, sees the latent after
-        every denoising step together with the noised normal latent it was reset to.
+        Returns the generated images, their masks and the attention peaks (B,).
+        ``callback(step, t, z, z_normal, latent_mask)``, if given, sees the latents after
+        every denoising step together with the noised normal latents they were reset to.
         """
         from diffusers import DDIMScheduler
         from diffusers.utils.torch_utils import randn_tensor
 
         from anomalysynth.diffusion.attention import pixels_above_mean, step_size
 
-        device = image.device
+        b = image.shape[0]
+        indices, seeds = _per_sample(prompt_index, b), _per_sample(seed, b)
+        device, dtype = image.device, self.unet.dtype
         h, w = image.shape[-2:]
-        generator = torch.Generator().manual_seed(seed)
-        prompt, detail = self.prompts[prompt_index], self.details[prompt_index]
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        prompts, details = [self.prompts[i] for i in indices], [self.details[i] for i in indices]
         rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
         x = F.interpolate(
-            rgb, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
+            rgb.to(dtype), size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
         )
         scaling = float(self.vae.config.scaling_factor)
         with torch.no_grad():
             z0 = self.vae.encode(x.clamp(0, 1) * 2 - 1).latent_dist.mean * scaling
-            cond = self.encode_prompt([prompt])
-            uncond = self.encode_prompt([""])
-            detail_cond = self.encode_prompt([detail])
-            clip_text = self._clip_text([detail])
-        mask_lat = (F.interpolate(fg, size=z0.shape[-2:], mode="area") > 0).to(z0.dtype)
+            cond = self.encode_prompt(prompts)
+            uncond = self.encode_prompt([""]).expand(b, -1, -1)
+            detail_cond = self.encode_prompt(details)
+            clip_text = self._clip_text(details)
+        fg_model = fg.to(device, dtype)
+        mask_lat = (F.interpolate(fg_model, size=z0.shape[-2:], mode="area") > 0).to(dtype)
         r = self.attention_resolution
-        mask_att = (F.interpolate(fg, size=(r, r), mode="area") > 0).to(z0.dtype)[:, 0]
+        mask_att = (F.interpolate(fg_model, size=(r, r), mode="area") > 0).to(dtype)[:, 0]
 
         scheduler = DDIMScheduler.from_config(self.scheduler_config)
         scheduler.set_timesteps(self.num_steps, device=device)
         num_train = int(scheduler.config.num_train_timesteps)
         t_start = int(num_train * (1 - self.gamma))
         timesteps = [int(t) for t in scheduler.timesteps if int(t) <= t_start]
-        noise = randn_tensor(z0.shape, generator=generator, device=device, dtype=z0.dtype)
+        if not timesteps:
+            raise ValueError(f"No denoising step at or below t_start = {t_start}; raise `num_steps` or lower `gamma`.")
+        noise = randn_tensor(z0.shape, generator=generators, device=device, dtype=dtype)
         z = scheduler.add_noise(z0, noise, torch.tensor([timesteps[0]]))
         first_refine = len(timesteps) - min(self.refine_steps, len(timesteps))
         n_start: Tensor | None = None
-        maps = torch.zeros(1, r, r)
+        maps = torch.zeros(b, r, r, device=device, dtype=dtype)
         for k, t in enumerate(tqdm(timesteps, desc="AnomalyAny", disable=not self.progress, leave=False)):
             refine = k >= first_refine
             with torch.enable_grad():
                 z = z.detach().requires_grad_(True)
-                prompt_emb = cond.detach().requires_grad_(refine)
-                maps = self.attention_maps(z, t, prompt_emb, prompt_index)
+                maps = self.attention_maps(z, t, cond.detach(), indices)
                 n_t = pixels_above_mean(maps)
                 n_start = n_t if n_start is None else n_start
-                alpha = step_size(self.step_scale, t, num_train, n_t, n_start).view(-1, 1, 1, 1)
+                alpha = step_size(self.step_scale, t, num_train, n_t, n_start).to(dtype).view(-1, 1, 1, 1)
                 if refine:
                     # prompt-guided refinement: L = L_img + alpha_t L_att, and the prompt embedding follows c'
                     loss = self.image_loss(z, clip_text) + alpha.flatten() * self.attention_loss(maps, mask_att)
                     (grad_z,) = torch.autograd.grad(loss.sum(), [z])
                     z = (z - grad_z * mask_lat).detach()
-                    (grad_c,) = torch.autograd.grad(self.prompt_loss(prompt_emb, detail_cond).sum(), [prompt_emb])
-                    cond = (prompt_emb - self.prompt_lr * grad_c).detach()
+                    cond = self.refine_prompt(cond, detail_cond)
                 else:
                     (grad_z,) = torch.autograd.grad(self.attention_loss(maps, mask_att).sum(), [z])
                     z = (z - alpha * grad_z * mask_lat).detach()
             with torch.no_grad():
-                eps_c, maps = self._unet_with_maps(z, t, cond, prompt_index)  # maps: also the final annotation
+                eps_c, maps = self._unet_with_maps(z, t, cond, indices)  # maps: also the final annotation
                 eps_u = self.unet(z, t, encoder_hidden_states=uncond).sample
                 eps = eps_u + self.guidance_scale * (eps_c - eps_u)
                 z = scheduler.step(eps, t, z).prev_sample
@@ -330,29 +403,39 @@ class AnomalyAny(Synthesizer):
             0, 1
         )
         out = match_channels(out, image.shape[1]).to(image.dtype)
-        peak = maps.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)
-        region = (maps / peak > self.mask_threshold).to(image.dtype) * mask_att
-        mask = F.interpolate(region.unsqueeze(1), size=(h, w), mode="nearest") * (fg > 0).to(image.dtype)
+        mask = self.annotation(maps, fg.to(device, image.dtype), (h, w))
         strength = (maps * mask_att).flatten(1).amax(1).to(image.dtype)
         return out, mask, strength
 
     def image_loss(self, z: Tensor, clip_text: Tensor) -> Tensor:
-        """``L_img = 1 - cos(CLIP_text(c'), CLIP_image(decode(z_t)))`` per sample."""
+        """``L_img = 1 - cos(CLIP_text(c'), CLIP_image(decode(z_t)))`` per sample; the decoded
+        image is clamped to its valid range [0, 1] before CLIP (as AnomalyAny's code does)."""
         decoded = self.vae.decode(z / float(self.vae.config.scaling_factor)).sample
         size = int(getattr(self.clip.config.vision_config, "image_size", 224))
-        pixels = F.interpolate((decoded + 1) / 2, size=(size, size), mode="bilinear", align_corners=False)
-        mean = torch.tensor(_CLIP_MEAN, device=z.device).view(1, 3, 1, 1)
-        std = torch.tensor(_CLIP_STD, device=z.device).view(1, 3, 1, 1)
+        pixels = ((decoded + 1) / 2).clamp(0, 1)
+        pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+        mean = torch.tensor(_CLIP_MEAN, device=z.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(_CLIP_STD, device=z.device, dtype=pixels.dtype).view(1, 3, 1, 1)
         image_features = self.clip.get_image_features(pixel_values=(pixels - mean) / std)
         image_features = image_features.pooler_output if hasattr(image_features, "pooler_output") else image_features
         return 1.0 - F.cosine_similarity(image_features, clip_text, dim=-1)
 
     def _clip_text(self, texts: list[str]) -> Tensor:
         ids = self.clip_tokenizer(texts, padding=True, truncation=True, return_tensors="pt").input_ids
-        features = self.clip.get_text_features(input_ids=ids)
+        features = self.clip.get_text_features(input_ids=ids.to(self.clip.device))
         return features.pooler_output if hasattr(features, "pooler_output") else features
 
     @staticmethod
     def prompt_loss(prompt_emb: Tensor, detail_emb: Tensor) -> Tensor:
         """``L_prompt = 1 - cos(tau(c), tau(c'))`` per sample (flattened token embeddings)."""
         return 1.0 - F.cosine_similarity(prompt_emb.flatten(1), detail_emb.flatten(1), dim=-1)
+
+
+def _per_sample(value: int | Sequence[int], n: int) -> list[int]:
+    """One int for every sample, or a list that already has one per sample."""
+    if isinstance(value, int | float) or (isinstance(value, Tensor) and value.dim() == 0):
+        return [int(value)] * n
+    values = [int(v) for v in value]
+    if len(values) != n:
+        raise ValueError(f"Expected one value per sample ({n}); got {len(values)}.")
+    return values
