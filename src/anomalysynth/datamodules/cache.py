@@ -401,12 +401,12 @@ def build_in_strategy(
     """Build the bank inside a running job: every rank makes its share on its device, then a barrier.
 
     For a datamodule's ``setup`` under DDP, where a second ``Trainer`` cannot run: the
-    key and "is it complete" are rank 0's (broadcast), each rank synthesizes its own
-    blocks on ``trainer.strategy.root_device``, and rank 0 writes the manifest after a
-    barrier. Every rank must call it. Returns the key.
+    key (hashed once, on rank 0) and "is it complete" are rank 0's, broadcast; each
+    rank synthesizes its own blocks on ``trainer.strategy.root_device``, and rank 0
+    writes the manifest after a barrier. Every rank must call it. Returns the key.
     """
     strategy = trainer.strategy
-    key = strategy.broadcast(cache.key(source), src=0)
+    key = strategy.broadcast(cache.key(source) if trainer.is_global_zero else None, src=0)
     bank = cache.bank_dir(source, key)
     if strategy.broadcast(cache.is_complete(bank), src=0):
         return key
