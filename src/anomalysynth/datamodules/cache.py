@@ -406,7 +406,7 @@ def build_in_strategy(
     writes the manifest after a barrier. Every rank must call it. Returns the key.
     """
     strategy = trainer.strategy
-    key = strategy.broadcast(cache.key(source) if trainer.is_global_zero else None, src=0)
+    key: str = strategy.broadcast(cache.key(source) if trainer.is_global_zero else "", src=0)
     bank = cache.bank_dir(source, key)
     if strategy.broadcast(cache.is_complete(bank), src=0):
         return key
