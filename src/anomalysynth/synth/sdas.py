@@ -31,7 +31,9 @@ class SDASBlend(BlendedSynthesizer):
       of images such as RealNet's released SIA textures for one category (their
       strength is unknown: -1);
     * ``checkpoint``: a diffusion checkpoint sampled on the fly (slow: a full
-      reverse chain per anomaly) with ``s ~ U[sdas_strength]``.
+      reverse chain per anomaly) with ``s ~ U[sdas_strength]``. The sampler's UNet is a
+      registered submodule (``source.sampler.unet``, frozen): ``.to(device)`` moves it
+      and ``state_dict()`` holds its weights.
 
     Strength is ``delta * s`` (``delta`` alone where ``s`` is unknown).
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
