@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from detection_quality import evaluator, folder
+from detection_quality import evaluator, folder, model_images_per_second
 from splits import make_halves
 
 
@@ -127,7 +127,8 @@ def main() -> None:
         dm = folder(root, args.image_size, args.batch)
         dm.setup()
         data = collect(model, dm.test_dataloader())
-        print(f"\n{name} half: {len(data['label'])} images")
+        rate = model_images_per_second(model, dm)
+        print(f"\n{name} half: {len(data['label'])} images; model {rate:.1f} img/s (weight {model.model.neighbour_weight})")
         print(f"{'weight':>7s} " + " ".join(f"{m:>8s}" for m in modes) + f" {'pixel':>8s} {'AUPRO':>8s}")
         for w in weights:
             row = score(data, w, args.sigma, modes)

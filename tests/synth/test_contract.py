@@ -22,6 +22,8 @@ def contract_kwargs(name: str, request) -> dict:
     """Synthesizers that need a model or a bank get tiny local ones."""
     if name == "sdas":
         return {"bank": request.getfixturevalue("sdas_texture_folder")}
+    if name == "default_mix":
+        return {"normal_dir": request.getfixturevalue("sdas_texture_folder")}
     if name == "anomalyany":
         return anomalyany_kwargs(request.getfixturevalue("tiny_sd"))
     if name == "anomalyhybrid":

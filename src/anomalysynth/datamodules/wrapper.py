@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from anomalysynth.datamodules.synthetic import (
     check_repeats,
 )
 from anomalysynth.files import home_dir
-from anomalysynth.synth import Synthesizer
+from anomalysynth.synth import DefaultMix, Synthesizer
 from anomalysynth.synth.keyed import resolve_anomaly_ratio
 
 __all__ = ["SyntheticAnomalyDataModule", "default_cache_dir"]
@@ -32,6 +33,19 @@ __all__ = ["SyntheticAnomalyDataModule", "default_cache_dir"]
 def default_cache_dir() -> Path:
     """``$ANOMALYSYNTH_HOME/banks`` (default ``~/.cache/anomalysynth/banks``)."""
     return home_dir() / "banks"
+
+
+def training_folder(dataset: Any) -> str | None:
+    """The folder holding every training image of an anomalib dataset (``None`` when unknown).
+
+    The deepest common folder of its samples' ``image_path``: ``train/good`` for an
+    MVTec-style category.
+    """
+    samples = getattr(dataset, "samples", None)
+    if samples is None or "image_path" not in getattr(samples, "columns", ()) or len(samples) == 0:
+        return None
+    folder = Path(os.path.commonpath([str(Path(p).parent) for p in samples["image_path"]]))
+    return str(folder) if folder.is_dir() else None
 
 
 class SyntheticAnomalyDataModule(AnomalibDataModule):
@@ -44,7 +58,9 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
 
     Args:
         datamodule: the wrapped anomalib datamodule (``Folder``, ``MVTecAD``, the demo, ...).
-        synthesizer: the anomaly synthesizer.
+        synthesizer: the anomaly synthesizer; ``None`` (default) is the shipped mix,
+            :class:`~anomalysynth.synth.DefaultMix` over the folder of the training
+            images (their content is one of its sources).
         anomaly_ratio: probability that a training item is made anomalous: the one coin
             (``None`` takes the synthesizer's own ratio; a synthesizer built with a
             ratio other than 1 next to a different number here is refused).
@@ -71,7 +87,7 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
     def __init__(
         self,
         datamodule: AnomalibDataModule,
-        synthesizer: Synthesizer,
+        synthesizer: Synthesizer | None = None,
         anomaly_ratio: float | None = 0.5,
         mode: Literal["on_the_fly", "cached"] = "on_the_fly",
         cache_dir: str | Path | None = None,
@@ -87,8 +103,11 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             raise ValueError(
                 f"`SyntheticAnomalyDataModule` wraps an anomalib AnomalibDataModule; got {type(datamodule).__name__}."
             )
-        if not isinstance(synthesizer, Synthesizer):
-            raise ValueError(f"`synthesizer` must be an anomalysynth Synthesizer; got {type(synthesizer).__name__}.")
+        if synthesizer is not None and not isinstance(synthesizer, Synthesizer):
+            raise ValueError(
+                f"`synthesizer` must be an anomalysynth Synthesizer (or None for the shipped mix); "
+                f"got {type(synthesizer).__name__}."
+            )
         if mode not in ("on_the_fly", "cached"):
             raise ValueError(f"`mode` must be 'on_the_fly' or 'cached'; got {mode!r}.")
         if isinstance(cache_batch_size, bool) or not isinstance(cache_batch_size, int) or cache_batch_size < 1:
@@ -106,8 +125,12 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             seed=datamodule.seed,
         )
         self.datamodule = datamodule
-        self.synthesizer = synthesizer
-        self.anomaly_ratio = resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SyntheticAnomalyDataModule")
+        # None: the shipped mix (DefaultMix) over the training images' folder, made in setup
+        self.synthesizer: Synthesizer | None = synthesizer
+        if synthesizer is None:
+            self.anomaly_ratio = resolve_anomaly_ratio(DefaultMix(), anomaly_ratio, "SyntheticAnomalyDataModule")
+        else:
+            self.anomaly_ratio = resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SyntheticAnomalyDataModule")
         self.mode = mode
         self.cache = SynthesisCache(cache_dir if cache_dir is not None else default_cache_dir())
         self.synthesis_seed = int(seed)
@@ -148,6 +171,8 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
     def synthetic_training_source(self) -> SyntheticAnomalyDataset:
         """The on-the-fly training set (after the wrapped module's setup): what a bank caches."""
         normal: Any = self.datamodule.train_data
+        if self.synthesizer is None:
+            self.synthesizer = DefaultMix(normal_dir=training_folder(normal))
         if self.num_shots is not None:
             normal = self._shots(normal)
         return SyntheticAnomalyDataset(

@@ -16,6 +16,7 @@ from anomalysynth.synth.nsa import NSA
 from anomalysynth.synth.parts import AnomalySource, Blend, MaskGenerator
 from anomalysynth.synth.perlin import perlin_mask, perlin_noise
 from anomalysynth.synth.perlin_texture import PerlinTextureBlend
+from anomalysynth.synth.recipe import DefaultMix
 from anomalysynth.synth.registry import available_synthesizers, create_synthesizer, register_synthesizer
 from anomalysynth.synth.sdas import SDASBlend
 
@@ -29,6 +30,7 @@ __all__ = [
     "CutPaste",
     "CutPasteScar",
     "CutPasteUnion",
+    "DefaultMix",
     "MaskGenerator",
     "MemSegBlend",
     "NSA",
