@@ -10,8 +10,13 @@ from k seeded normal images, each repeated with fresh anomalies). Run it alone:
     python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--rows all] [--shots 4,16]
 
 ``--root`` is any MVTec-style folder (train/good, test/good, test/<defect>,
-ground_truth/<defect>/<name>_mask.png). ``--synthesizer`` / ``--synthesizer-args``
-choose RealNet's synthetic anomalies; ``--mix`` mixes several with ``OneOf``.
+ground_truth/<defect>/<name>_mask.png). The synthetic anomalies are the data
+module's default (the shipped ``DefaultMix`` over the training images) unless
+``--synthesizer`` / ``--synthesizer-args`` choose one or ``--mix`` mixes several
+with ``OneOf``. ``--models`` also takes ``padim_all`` (PaDiM on every channel of its
+three layers) and ``afspadim`` (PaDiM on AFS-chosen channels, AFS run on the
+synthetic anomalies): with ``padim`` (a random subset) they compare the three
+channel choices at the same size.
 """
 
 from __future__ import annotations
@@ -151,7 +156,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=20, help="RealNet epochs")
-    parser.add_argument("--synthesizer", default="perlin_texture")
+    parser.add_argument("--synthesizer", default=None, help="a registered name (default: the data module's mix)")
     parser.add_argument(
         "--synthesizer-args", type=json.loads, default={}, help="JSON keyword arguments, e.g. '{\"threshold\": 0.6}'"
     )
@@ -204,8 +209,10 @@ def main() -> None:
     def synthetic(**kwargs: Any) -> Any:
         if args.mix:
             synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix])
-        else:
+        elif args.synthesizer:
             synthesizer = create_synthesizer(args.synthesizer, **args.synthesizer_args)
+        else:
+            synthesizer = None  # the shipped mix over the training folder
         return SyntheticAnomalyDataModule(data(), synthesizer, anomaly_ratio=0.5, reseed_every_epoch=True, **kwargs)
 
     def realnet(**kwargs: Any) -> Any:
@@ -226,12 +233,27 @@ def main() -> None:
             backbone=backbone, layers=["blocks.1", "blocks.2", "blocks.4"], n_features=53, evaluator=evaluator()
         )
         rows.append(run("PaDiM", padim, data(), 1))
+    if "padim_all" in wanted:
+        every = Padim(
+            backbone=backbone, layers=["blocks.1", "blocks.2", "blocks.4"], n_features=176, evaluator=evaluator()
+        )
+        rows.append(run("PaDiM (all 176 channels)", every, data(), 1))
+    if "afspadim" in wanted:
+        rows.append(
+            run(
+                "AFSPadim",
+                AFSPadim(backbone=backbone, n_features=53, evaluator=evaluator()),
+                synthetic(),
+                1,
+                [AnomalyAwareFeatureSelection()],
+            )
+        )
     if "realnet" in wanted:
-        afs = [AnomalyAwareFeatureSelection(num_batches=16)]
+        afs = [AnomalyAwareFeatureSelection()]
         rows.append(run("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs))
     shots = [int(v) for v in args.shots.split(",") if v.strip()]
     if not rows and not shots:
-        raise SystemExit(f"--models: expected names from patchcore,padim,realnet; got {args.models!r}.")
+        raise SystemExit(f"--models: expected names from patchcore,padim,padim_all,afspadim,realnet; got {args.models!r}.")
     if args.rows == "all":
         random_channels = realnet()
         generator = torch.Generator().manual_seed(0)
@@ -244,18 +266,9 @@ def main() -> None:
         rows.append(run("RealNet (random channels)", random_channels, synthetic(), args.epochs))
         all_channels = realnet(dims=list(random_channels.model.channels))
         rows.append(run("RealNet (all channels)", all_channels, synthetic(), args.epochs))
-        rows.append(
-            run(
-                "AFSPadim",
-                AFSPadim(backbone=backbone, n_features=53, evaluator=evaluator()),
-                synthetic(),
-                1,
-                [AnomalyAwareFeatureSelection(num_batches=16)],
-            )
-        )
     for k in shots:
         few = synthetic(num_shots=k, repeats=max(1, args.shot_items // k))
-        afs = [AnomalyAwareFeatureSelection(num_batches=16)]
+        afs = [AnomalyAwareFeatureSelection()]
         rows.append(run(f"RealNet {k}-shot", realnet(), few, args.epochs, afs))
     anchor = rows[0]
     print(f"\n{args.root.name}, {args.image_size}px, CPU (2 threads); speed ratios against {anchor['name']}")
