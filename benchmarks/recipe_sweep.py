@@ -89,11 +89,15 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--mix", type=json.loads, default=[["perlin_texture", {}]])
+    parser.add_argument("--mix", type=json.loads, default=None, help="default: the data module's DefaultMix")
     parser.add_argument("--realnet-args", type=json.loads, default={})
     parser.add_argument("--weights", default="0,0.25,0.5,0.75,0.9,1")
     parser.add_argument("--modes", default="max,top10,top50,box16")
     parser.add_argument("--sigma", type=float, default=4.0)
+    parser.add_argument(
+        "--no-afs", action="store_true", help="keep the first channels of each level instead of running AFS"
+    )
+    parser.add_argument("--max-time", default=None, help="Lightning's training budget, e.g. 00:00:20:00")
     parser.add_argument("--save", type=Path, default=None, help="write the trained model's checkpoint here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -103,18 +107,26 @@ def main() -> None:
     from anomalib.engine import Engine
 
     import anomalysynth  # noqa: F401
+    from anomalysynth.callbacks import AnomalyAwareFeatureSelection
     from anomalysynth.datamodules import SyntheticAnomalyDataModule
     from anomalysynth.models import RealNet
     from anomalysynth.synth import OneOf, create_synthesizer
 
     halves = make_halves(args.root, args.splits / args.root.name)
-    synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix])
+    # no --mix: the data module's shipped mix over the training folder
+    synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix]) if args.mix else None
     realnet_args = {"lr": 5e-4, "neighbour_weight": 0.5, **args.realnet_args}
     pl.seed_everything(0, verbose=False)
     model = RealNet(evaluator=evaluator(), **realnet_args)
     datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
     engine = Engine(
-        max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, default_root_dir="results/bench"
+        max_epochs=args.epochs,
+        max_time=args.max_time,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        default_root_dir="results/bench",
+        callbacks=[] if args.no_afs else [AnomalyAwareFeatureSelection()],
     )
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)

@@ -15,13 +15,14 @@ from tests.conftest import photo_batch
 def test_the_mix_draws_every_family_from_the_given_folder(sdas_texture_folder):
     mix = DefaultMix(normal_dir=sdas_texture_folder)
     kinds = [type(s) for s in mix.synthesizers]
-    assert kinds == [PerlinTextureBlend, PerlinTextureBlend, CutPasteUnion, NSA]
-    assert mix.synthesizers[0].texture_dir == str(sdas_texture_folder)
-    assert mix.synthesizers[1].texture_dir is None  # generated textures
-    assert mix.synthesizers[3].bank == str(sdas_texture_folder)
+    assert kinds == [PerlinTextureBlend, PerlinTextureBlend, PerlinTextureBlend, CutPasteUnion, NSA]
+    assert mix.synthesizers[0].texture_dir == str(sdas_texture_folder) and mix.synthesizers[0].augment
+    assert mix.synthesizers[1].texture_dir == str(sdas_texture_folder) and not mix.synthesizers[1].augment
+    assert mix.synthesizers[2].texture_dir is None  # generated textures
+    assert mix.synthesizers[4].bank == str(sdas_texture_folder)
     out = mix(photo_batch(64, 3, size=48), generator=torch.Generator().manual_seed(0))
-    # with 64 samples every one of the four families is chosen at least once
-    assert set(out.params["choice"].tolist()) == {0, 1, 2, 3}
+    # with 64 samples every one of the five families is chosen at least once
+    assert set(out.params["choice"].tolist()) == {0, 1, 2, 3, 4}
     assert bool(out.label.all())
 
 

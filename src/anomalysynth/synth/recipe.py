@@ -23,14 +23,16 @@ __all__ = ["DefaultMix"]
 
 @register_synthesizer("default_mix")
 class DefaultMix(OneOf):
-    """One of four families per anomalous sample, with equal probability:
+    """One of five families per anomalous sample, with equal probability:
 
-    1. Perlin-shaped regions filled with another normal training image (``normal_dir``;
-       DRAEM's texture augmentation, opacity 0.5-1, at least ``min_change`` mean
-       change inside the region);
-    2. Perlin-shaped regions filled with generated textures (anomalib's DRAEM source);
-    3. CutPaste (a patch of the image itself, box or scar);
-    4. NSA (a patch of another normal image, Poisson-blended; without ``normal_dir``,
+    1. Perlin-shaped regions filled with another normal training image (``normal_dir``),
+       DRAEM's texture augmentation, opacity 0.5-1, at least ``min_change`` mean change
+       inside the region: a change of appearance;
+    2. the same without augmentation at opacity 0.9-1 and at least 0.3 mean change:
+       the right material in the wrong structure (another place of a normal image);
+    3. Perlin-shaped regions filled with generated textures (anomalib's DRAEM source);
+    4. CutPaste (a patch of the image itself, box or scar);
+    5. NSA (a patch of another normal image, Poisson-blended; without ``normal_dir``,
        of the image itself).
 
     Args:
@@ -51,8 +53,9 @@ class DefaultMix(OneOf):
         if normal_dir is not None and not Path(normal_dir).is_dir():
             raise ValueError(f"`normal_dir` must be a folder of normal training images; got {normal_dir!r}.")
         own = PerlinTextureBlend(texture_dir=normal_dir, opacity=(0.5, 1.0), min_change=min_change)
+        structure = PerlinTextureBlend(texture_dir=normal_dir, opacity=(0.9, 1.0), augment=False, min_change=0.3)
         super().__init__(
-            [own, PerlinTextureBlend(), CutPasteUnion(), NSA(bank=normal_dir)],
+            [own, structure, PerlinTextureBlend(), CutPasteUnion(), NSA(bank=normal_dir)],
             anomaly_ratio=anomaly_ratio,
             foreground=foreground,
             foreground_invert=foreground_invert,
