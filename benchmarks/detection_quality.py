@@ -253,7 +253,9 @@ def main() -> None:
         rows.append(run("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs))
     shots = [int(v) for v in args.shots.split(",") if v.strip()]
     if not rows and not shots:
-        raise SystemExit(f"--models: expected names from patchcore,padim,padim_all,afspadim,realnet; got {args.models!r}.")
+        raise SystemExit(
+            f"--models: expected names from patchcore,padim,padim_all,afspadim,realnet; got {args.models!r}."
+        )
     if args.rows == "all":
         random_channels = realnet()
         generator = torch.Generator().manual_seed(0)

@@ -140,7 +140,8 @@ def main() -> None:
         dm.setup()
         data = collect(model, dm.test_dataloader())
         rate = model_images_per_second(model, dm)
-        print(f"\n{name} half: {len(data['label'])} images; model {rate:.1f} img/s (weight {model.model.neighbour_weight})")
+        weight = model.model.neighbour_weight
+        print(f"\n{name} half: {len(data['label'])} images; model {rate:.1f} img/s (weight {weight})")
         print(f"{'weight':>7s} " + " ".join(f"{m:>8s}" for m in modes) + f" {'pixel':>8s} {'AUPRO':>8s}")
         for w in weights:
             row = score(data, w, args.sigma, modes)

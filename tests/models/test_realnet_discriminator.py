@@ -66,7 +66,12 @@ def test_discriminator_feature_dims_project_the_features_first():
         assert torch.allclose(out.anomaly_map, expected, atol=1e-6)
     with pytest.raises(ValueError, match="discriminator_features=True"):
         RealNetModel(TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_feature_dims=5)
-    with pytest.raises(ValueError, match=r"\[1, 28\]"):
+    with pytest.raises(ValueError, match=">= 1"):
         RealNetModel(
-            TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_features=True, discriminator_feature_dims=29
+            TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_features=True, discriminator_feature_dims=0
         )
+    # as many channels as are selected, or more: the features go in unprojected
+    wide = RealNetModel(
+        TinyExtractor(), CHANNELS, (4, 6, 8, 10), discriminator_features=True, discriminator_feature_dims=29
+    )
+    assert wide.feature_projection is None and wide.discriminator[0].in_channels == kept + 28

@@ -74,7 +74,8 @@ class RealNet(AnomalibModule):
             features look like, not only how well they were reconstructed.
         discriminator_feature_dims: with ``discriminator_features``, project the
             features to this many channels (a learned 1x1 convolution) before the
-            discriminator; ``None`` hands over all of them. The discriminator's first
+            discriminator; ``None`` (or at least as many as are selected) hands over
+            all of them; ignored without ``discriminator_features``. The discriminator's first
             convolution then costs a fraction of what it costs on every channel.
         map_sigma: smooth the anomaly map with a Gaussian of this standard deviation in
             pixels (RealNet: 0, none; anomalib's PatchCore and PaDiM use 4). RealNet's
@@ -111,20 +112,20 @@ class RealNet(AnomalibModule):
         weights: str | None = None,
         dims: Sequence[int] | None = None,
         rrs_ratio: float = 1 / 3,
-        lr: float = 1e-4,
+        lr: float = 5e-4,
         init_weights: str | Path | None = None,
         standardize_features: bool = True,
         feature_stats_batches: int = 8,
         score_pool: int = 16,
         levels: Sequence[int] = _LEVEL_REDUCTIONS,
-        discriminator_features: bool = False,
-        discriminator_feature_dims: int | None = None,
-        map_sigma: float = 0.0,
+        discriminator_features: bool = True,
+        discriminator_feature_dims: int | None = 64,
+        map_sigma: float = 4.0,
         residual_weight: float = 0.0,
         score_topk: int = 0,
-        neighbour_weight: float = 0.0,
+        neighbour_weight: float = 0.4,
         neighbour_levels: Sequence[int] = (8, 16),
-        neighbour_bank_size: int = 4096,
+        neighbour_bank_size: int = 8192,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -156,7 +157,7 @@ class RealNet(AnomalibModule):
             rrs_ratio,
             score_pool=score_pool,
             discriminator_features=discriminator_features,
-            discriminator_feature_dims=discriminator_feature_dims,
+            discriminator_feature_dims=discriminator_feature_dims if discriminator_features else None,
             map_sigma=map_sigma,
             residual_weight=residual_weight,
             score_topk=score_topk,

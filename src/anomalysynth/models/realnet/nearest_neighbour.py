@@ -140,9 +140,7 @@ def nearest_distance(query: Tensor, bank: Tensor, chunk: int = 4096) -> Tensor:
 
 
 @torch.no_grad()
-def greedy_coreset(
-    points: Tensor, size: int, generator: torch.Generator | None = None, projection: int = 64
-) -> Tensor:
+def greedy_coreset(points: Tensor, size: int, generator: torch.Generator | None = None, projection: int = 64) -> Tensor:
     """Indices of a greedy k-center coreset of ``size`` rows of ``points`` (N, D).
 
     PatchCore's selection: start from a seeded random point, then repeatedly add the

@@ -181,13 +181,11 @@ class RealNetModel(nn.Module):
                     "`discriminator_feature_dims` projects the discriminator's features: it needs "
                     "`discriminator_features=True`."
                 )
-            if not 0 < discriminator_feature_dims <= total:
-                raise ValueError(
-                    f"`discriminator_feature_dims` must lie in [1, {total}] (the selected channels); "
-                    f"got {discriminator_feature_dims}."
-                )
-            extra = int(discriminator_feature_dims)
-            self.feature_projection = nn.Conv2d(total, extra, 1)
+            if discriminator_feature_dims < 1:
+                raise ValueError(f"`discriminator_feature_dims` must be >= 1; got {discriminator_feature_dims}.")
+            if discriminator_feature_dims < total:  # at least as many: the features go in unprojected
+                extra = int(discriminator_feature_dims)
+                self.feature_projection = nn.Conv2d(total, extra, 1)
         self.discriminator = discriminator_network(rrs_kept_channels(total, rrs_ratio) + extra)
 
     def forward(self, images: Tensor, features: list[Tensor] | None = None) -> RealNetOutput:
