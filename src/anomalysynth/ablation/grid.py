@@ -14,6 +14,7 @@ The YAML file (``anomalysynth ablate -c configs/ablation/<name>.yaml``)::
       detector: {afs: {}, random: {model.init_args.selection: random}}
       seed: {key: seed_everything, values: [0, 1, 2]}      # a list axis: one key, its values
       shots: {key: data.init_args.num_shots, values: [null, 8]}
+      curriculum: {key: trainer.callbacks.1.init_args.schedule, values: [linear, cosine]}   # list entry by index
 
 Overrides are applied axis by axis in the order written, so an axis that replaces
 a whole sub-config (``data.init_args.synthesizer``) must come before one that sets a
@@ -101,16 +102,36 @@ def load_grid(path: str | Path, output: str | Path | None = None) -> AblationGri
 
 
 def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    """``config["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating the mappings on the way."""
+    """``config["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating the mappings on the way.
+
+    A part that meets a list is an index into it: ``trainer.callbacks.1.init_args.end``
+    sets an argument of the second callback (a curriculum's strength, say).
+    """
     parts = key.split(".")
-    node = config
+    node: Any = config
     for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(node, part, key)]
+            continue
+        if not isinstance(node, dict):
+            raise ValueError(f"Cannot set {key!r}: {part!r} is looked up in {node!r}, not a mapping or a list.")
         child = node.get(part)
-        if not isinstance(child, dict):
+        if not isinstance(child, dict | list):
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = value
+    if isinstance(node, list):
+        node[_list_index(node, parts[-1], key)] = value
+    elif isinstance(node, dict):
+        node[parts[-1]] = value
+    else:
+        raise ValueError(f"Cannot set {key!r}: {parts[-2]!r} holds {node!r}, not a mapping or a list.")
+
+
+def _list_index(items: list[Any], part: str, key: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
+        raise ValueError(f"Cannot set {key!r}: {part!r} must index a list of {len(items)} entries.")
+    return int(part)
 
 
 def _levels(path: Path, axis: str, spec: Any) -> dict[str, dict[str, Any]]:

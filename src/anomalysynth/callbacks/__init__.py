@@ -2,6 +2,7 @@
 
 from anomalysynth.callbacks.afs import AnomalyAwareFeatureSelection
 from anomalysynth.callbacks.sample_grid import DiffusionSampleGrid
+from anomalysynth.callbacks.strength_curriculum import StrengthCurriculum
 from anomalysynth.callbacks.synthesize_on_device import SynthesizeOnDevice
 
-__all__ = ["AnomalyAwareFeatureSelection", "DiffusionSampleGrid", "SynthesizeOnDevice"]
+__all__ = ["AnomalyAwareFeatureSelection", "DiffusionSampleGrid", "StrengthCurriculum", "SynthesizeOnDevice"]

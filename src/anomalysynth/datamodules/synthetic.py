@@ -113,6 +113,8 @@ class SyntheticAnomalyDataset(Dataset):
         self.reseed_every_epoch = bool(reseed_every_epoch)
         self.repeats = check_repeats(repeats)
         self.epoch = 0
+        self.schedules: list[Any] = []
+        self._scheduled_epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats  # type: ignore[arg-type]
@@ -120,6 +122,28 @@ class SyntheticAnomalyDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for reseeding when ``reseed_every_epoch`` (in this process only)."""
         self.epoch = int(epoch)
+
+    def add_schedule(self, schedule: Any) -> None:
+        """Evaluate ``schedule`` on this dataset's synthesizer from the epoch of every item.
+
+        ``schedule`` has ``apply(synthesizer, epoch)`` (a
+        :class:`~anomalysynth.synth.schedule.StrengthSchedule`). It runs where the item is
+        made, from the epoch the :class:`EpochSampler` hands over (whatever
+        ``reseed_every_epoch``), so it reaches DataLoader workers, persistent ones too.
+        Items indexed without an epoch use the synthesizer as the main process left it. A
+        schedule of the same ``attribute`` as an installed one replaces it.
+        """
+        attribute = getattr(schedule, "attribute", None)  # a new schedule of the same attribute replaces the old
+        self.schedules = [s for s in self.schedules if attribute is None or getattr(s, "attribute", None) != attribute]
+        self.schedules.append(schedule)
+        self._scheduled_epoch = None
+
+    def _apply_schedules(self, epoch: int) -> None:
+        schedules = getattr(self, "schedules", None)
+        if schedules and epoch != getattr(self, "_scheduled_epoch", None):
+            for schedule in schedules:
+                schedule.apply(self.synthesizer, epoch)
+            self._scheduled_epoch = epoch
 
     @property
     def collate_fn(self) -> Any:
@@ -154,7 +178,9 @@ class SyntheticAnomalyDataset(Dataset):
     def __getitem__(self, index: int | tuple[int, int]) -> SyntheticImageItem:
         epoch = self.epoch if self.reseed_every_epoch else 0
         if isinstance(index, tuple):  # (epoch, index) from EpochSampler
-            epoch, index = (index[0] if self.reseed_every_epoch else 0), index[1]
+            sampled_epoch, index = int(index[0]), index[1]
+            self._apply_schedules(sampled_epoch)
+            epoch = sampled_epoch if self.reseed_every_epoch else 0
         image, key, item = self.source(index)
         out = synthesize_keyed(self.synthesizer, image.unsqueeze(0), [key], self.seed, self.anomaly_ratio, epoch)
         return SyntheticImageItem(
@@ -184,6 +210,8 @@ class EpochSampler(Sampler):
         shuffle: shuffle with a generator seeded by ``(seed, epoch)``.
         seed: shuffling seed.
     """
+
+    yields_epoch = True  # what a strength schedule checks before relying on persistent workers
 
     def __init__(self, length: int, shuffle: bool = True, seed: int = 0) -> None:
         self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, 0

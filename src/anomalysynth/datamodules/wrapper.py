@@ -210,7 +210,8 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
             "collate_fn": SyntheticImageBatch.collate,
             "persistent_workers": workers > 0,
         }
-        if self.reseed_every_epoch:
+        # a strength schedule (StrengthCurriculum) is evaluated in the workers from the sampler's epoch
+        if self.reseed_every_epoch or getattr(self.train_data, "schedules", None):
             sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.synthesis_seed)
             return DataLoader(self.train_data, sampler=sampler, **common)
         return DataLoader(self.train_data, shuffle=True, **common)
