@@ -63,8 +63,8 @@ def train(folder, out_dir: Path, backend: str, **trainer_kwargs) -> dict[int, Se
     return seen
 
 
-# fork starts in a few seconds; spawn (what CUDA needs) re-imports everything in each process
-@pytest.mark.parametrize("strategy", ["ddp_fork", pytest.param("ddp_spawn", marks=pytest.mark.slow)])
+# spawn, not fork: a forked rank inherits the parent's busy thread pools (numba, OpenMP) and can deadlock
+@pytest.mark.parametrize("strategy", [pytest.param("ddp_spawn", marks=pytest.mark.slow)])
 def test_two_ddp_processes_see_disjoint_fresh_anomalies_equal_to_one_process(tiny_folder, tmp_path, strategy):
     single = train(tiny_folder, tmp_path / "one", "none", devices=1)
     double = train(tiny_folder, tmp_path / "two", "gloo", devices=2, strategy=strategy)

@@ -100,7 +100,8 @@ def test_the_bank_predictor_owns_the_network_so_device_moves_reach_it(tiny_check
     assert all(p.is_meta for p in unet.parameters()) and all(b.is_meta for b in unet.buffers())
 
 
-@pytest.mark.parametrize("strategy", ["ddp_fork", pytest.param("ddp_spawn", marks=pytest.mark.slow)])
+# spawn, not fork: a forked rank inherits the parent's busy thread pools (numba, OpenMP) and can deadlock
+@pytest.mark.parametrize("strategy", [pytest.param("ddp_spawn", marks=pytest.mark.slow)])
 def test_two_processes_build_the_one_process_bank_file_for_file(tiny_checkpoint, tmp_path, strategy):
     args = {"num_textures": 5, "num_steps": 3, "batch_size": 2, "progress": False}
     one = build_sdas_bank(tiny_checkpoint, tmp_path / "one", **args)
