@@ -258,7 +258,8 @@ def check_schedulable(synthesizer: Synthesizer, schedule: StrengthSchedule) -> N
             set_attribute(synthesizer, path, schedule.value(epoch))
             drawn.append(synthesizer.sample_params(probe, torch.Generator().manual_seed(0), anomaly_ratio=1.0))
     finally:
-        set_attribute(synthesizer, path, tuple(current) if isinstance(current, list) else current)
+        restored = tuple(current) if isinstance(current, list) else current
+        set_attribute(synthesizer, path, restored)  # type: ignore[arg-type]  # the value read back from there
     first, last = drawn
     if first.keys() == last.keys() and all(torch.equal(first[k], last[k]) for k in first):
         raise ValueError(
