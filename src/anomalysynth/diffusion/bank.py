@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from anomalysynth.files import atomic_write_bytes
+from anomalysynth.files import atomic_write_bytes, file_sha256
 from anomalysynth.sharding import BlockPredictor, predict_blocks
 
 __all__ = ["SDASBank", "SDASBankPredictor", "build_sdas_bank", "texture_generator"]
@@ -43,14 +43,6 @@ def texture_generator(seed: int, index: int) -> torch.Generator:
     """The generator of bank texture ``index``: independent of batching."""
     digest = hashlib.sha256(f"sdas-bank:{seed}:{index}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _png_bytes(image: Tensor) -> bytes:
@@ -140,7 +132,7 @@ class SDASBankPredictor(BlockPredictor):
                     "index": i,
                     "file": f"textures/{self.path(i).name}",
                     "strength": s,
-                    "sha256": _file_digest(self.path(i)),
+                    "sha256": file_sha256(self.path(i)),
                 }
             )
         atomic_write_bytes(self.out / MANIFEST, json.dumps({"key": key, "textures": entries}, indent=1).encode())
@@ -226,7 +218,7 @@ def _checkpoint_digest(path: Path) -> str:
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        h.update(_file_digest(f).encode())
+        h.update(file_sha256(f).encode())
     return h.hexdigest()
 
 
@@ -268,7 +260,7 @@ class SDASBank:
         self.strengths = torch.tensor([e["strength"] for e in self.entries], dtype=torch.float64)
         if verify:
             for f, e in zip(self.files, self.entries, strict=True):
-                if not f.is_file() or _file_digest(f) != e["sha256"]:
+                if not f.is_file() or file_sha256(f) != e["sha256"]:
                     raise ValueError(f"SDAS bank texture {str(f)!r} is missing or corrupt; rebuild the bank.")
 
     def __len__(self) -> int:

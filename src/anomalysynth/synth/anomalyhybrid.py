@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from anomalysynth.files import file_sha256
 from anomalysynth.gan.augment import TripletAugmentation
 from anomalysynth.gan.checkpoint import load_pipeline, match_channels
 from anomalysynth.gan.generator import DECODERS
@@ -137,7 +138,7 @@ class AnomalyHybrid(Synthesizer):
         self.channels = int(hparams["channels"])
         self.references = None if reference_dir is None else ReferenceImages(reference_dir)
         self.reference_augmentation = TripletAugmentation()
-        self._checkpoint_sha256 = _sha256(Path(checkpoint))
+        self._checkpoint_sha256 = file_sha256(Path(checkpoint))
 
     def config(self) -> dict[str, object]:
         out = super().config()
@@ -247,11 +248,3 @@ def _check_range(name: str, value: Any, low: float, high: float, open_low: bool 
     if not ok:
         bracket = "(" if open_low else "["
         raise ValueError(f"`{name}` must be a pair (low, high) with {bracket}{low} ... {high}]; got {value!r}.")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from anomalysynth.files import file_sha256
 from anomalysynth.synth.textures import TextureFolder
 
 __all__ = ["folder_fingerprint", "folder_fingerprints"]
@@ -35,7 +36,7 @@ def folder_fingerprint(folder: TextureFolder) -> str:
             name = path.name
         try:
             size = path.stat().st_size
-            content = _file_digest(path)
+            content = file_sha256(path)
         except OSError as err:
             raise ValueError(f"Cannot read texture file {str(path)!r} of folder {str(folder.root)!r}: {err}") from err
         digest.update(f"{name}\0{size}\0{content}\n".encode())
@@ -65,11 +66,3 @@ def folder_fingerprints(obj: object) -> list[str]:
 
     visit(obj)
     return found
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
