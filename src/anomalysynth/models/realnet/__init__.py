@@ -3,7 +3,8 @@
 Layers, one per module: ``features`` (extractor, BatchNorm folding, selection,
 standardisation, default dims), ``reconstruction`` (U-Nets, residuals),
 ``discriminator`` (RRS, projected features), ``scoring`` (map, normality terms,
-image score), ``checkpoint`` (older state dicts); ``torch_model`` composes them and
+image score), ``feature_anomalies`` (optional feature noise on normal training
+samples), ``checkpoint`` (older state dicts); ``torch_model`` composes them and
 ``lightning_model`` trains them (with an ordered warm-up before fit).
 """
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +24,11 @@ from tqdm.auto import tqdm
 from anomalysynth.backbones import create_timm_model
 from anomalysynth.models.preprocess import pre_process
 from anomalysynth.models.realnet.checkpoint import upgrade_state_dict
+from anomalysynth.models.realnet.feature_anomalies import FeatureNoiseAnomalies, FeatureNoiseDraw
 from anomalysynth.models.realnet.features import FeatureStatistics, default_dims
 from anomalysynth.models.realnet.reconstruction import reconstruction_residuals
 from anomalysynth.models.realnet.torch_model import RealNetModel
+from anomalysynth.seeding import keyed_generators
 from anomalysynth.selection import AFSPlan, save_indices, train_loader
 
 __all__ = ["RealNet"]
@@ -100,6 +103,20 @@ class RealNet(AnomalibModule):
             must be among ``levels``).
         neighbour_bank_size: patches in its memory bank (a greedy k-center coreset
             built in the warm-up and saved with the model).
+        feature_anomalies: probability that a normal training sample (one without a
+            synthetic anomaly) also becomes an anomaly in feature space: SimpleNet's
+            Gaussian noise (:class:`~anomalysynth.features.GaussianFeatureNoise`) on its
+            selected, standardised features before they are reconstructed and judged, so
+            the residuals and the discriminator's features carry it alike; the
+            segmentation label is 1 where the noise went. 0 (the default): off, training
+            unchanged. Draws are keyed by the Lightning seed (``seed_everything``), rank,
+            epoch, batch index and sample, so runs repeat.
+        feature_noise_std: the noise's standard deviation (SimpleNet: 0.015). With
+            ``standardize_features`` it is added to features of unit std per channel (on
+            the clean training images).
+        feature_anomaly_mask: where the noise goes: ``"perlin"``, under a DRAEM Perlin
+            mask drawn at image size (SuperSimpleNet; coarser levels are noised wherever
+            a cell covers the mask); ``"whole"``, the whole map (SimpleNet).
         init_weights: a RealNet checkpoint (Lightning ``.ckpt``) to start from, for
             fine-tuning (e.g. few-shot); its AFS indices come with it, so AFS is not
             recomputed. Unlike ``--ckpt_path`` this resets the optimizer and epoch count.
@@ -126,6 +143,9 @@ class RealNet(AnomalibModule):
         neighbour_weight: float = 0.25,
         neighbour_levels: Sequence[int] = (8, 16),
         neighbour_bank_size: int = 8192,
+        feature_anomalies: float = 0.0,
+        feature_noise_std: float = 0.015,
+        feature_anomaly_mask: Literal["perlin", "whole"] = "perlin",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -134,6 +154,7 @@ class RealNet(AnomalibModule):
         super().__init__(
             pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
+        self.feature_noise = FeatureNoiseAnomalies(feature_anomalies, feature_noise_std, feature_anomaly_mask)
         probe: Any = create_timm_model(backbone, weights=weights, features_only=True, pretrained_strict=False)
         reductions = probe.feature_info.reduction()
         levels = sorted({int(r) for r in levels})
@@ -357,7 +378,7 @@ class RealNet(AnomalibModule):
             )
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        del args, kwargs
+        batch_idx = int(args[0]) if args else int(kwargs.get("batch_idx", 0))
         source = getattr(batch, "source_image", None)
         if source is None:
             raise ValueError(
@@ -365,17 +386,21 @@ class RealNet(AnomalibModule):
                 "anomalysynth.datamodules.SyntheticAnomalyDataModule or add the SynthesizeOnDevice callback."
             )
         image: Any = batch.image
-        source_features, image_features = self._source_and_image_features(
-            self._pre(source, size=image.shape[-2:]), image
-        )
-        out = self.model(image, features=image_features)
-        target = self.model.select(source_features)
-        reconstruction = sum(F.mse_loss(r, t) for r, t in zip(out.reconstructions, target, strict=True))
         mask = batch.gt_mask
         if mask is None:
             raise ValueError("RealNet needs `gt_mask` in training batches (the synthetic anomaly masks).")
         mask = mask.float().view(mask.shape[0], 1, *mask.shape[-2:])
-        mask = F.interpolate(mask, size=out.logits.shape[-2:], mode="nearest")[:, 0].long()
+        # the logits' size: the model returns them at image size
+        mask = F.interpolate(mask, size=image.shape[-2:], mode="nearest")[:, 0].long()
+        source_features, image_features = self._source_and_image_features(
+            self._pre(source, size=image.shape[-2:]), image
+        )
+        noise = self._draw_feature_noise(mask, batch_idx) if self.feature_noise.probability > 0 else None
+        out = self.model(image, features=image_features, perturb=noise)
+        if noise is not None:  # the noised normal samples are anomalous where the noise went
+            mask = torch.maximum(mask, noise.mask[:, 0].long())
+        target = self.model.select(source_features)
+        reconstruction = sum(F.mse_loss(r, t) for r, t in zip(out.reconstructions, target, strict=True))
         segmentation = F.cross_entropy(out.logits, mask)
         # the residual's normal level, the unit of `residual_weight` (tracked whatever its value)
         residuals = reconstruction_residuals(out.features, out.reconstructions)
@@ -383,6 +408,14 @@ class RealNet(AnomalibModule):
         loss = reconstruction + segmentation
         self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=image.shape[0])
         return {"loss": loss}
+
+    def _draw_feature_noise(self, mask: Tensor, batch_idx: int) -> FeatureNoiseDraw:
+        """The batch's feature anomalies: for samples whose (B, H, W) ``mask`` is empty, drawn from one
+        generator per sample keyed by the Lightning seed, rank, epoch, batch index and position."""
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything, read so by Lightning's workers
+        keys = [f"realnet-feature-noise:{self.global_rank}:{batch_idx}:{i}" for i in range(mask.shape[0])]
+        generators = keyed_generators(seed, keys, epoch=self.current_epoch)
+        return self.feature_noise.draw(mask.flatten(1).amax(dim=1) == 0, mask.shape[-2:], generators)
 
     def _source_and_image_features(self, source: Tensor, image: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Backbone features of the clean sources and of the training images, in one pass.

@@ -8,7 +8,7 @@ image score). Each layer is its own module; this one owns the parameters and buf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -188,10 +188,19 @@ class RealNetModel(nn.Module):
                 self.feature_projection = nn.Conv2d(total, extra, 1)
         self.discriminator = discriminator_network(rrs_kept_channels(total, rrs_ratio) + extra)
 
-    def forward(self, images: Tensor, features: list[Tensor] | None = None) -> RealNetOutput:
-        """``features``: the extractor's output for ``images`` (all channels), if already computed."""
+    def forward(
+        self,
+        images: Tensor,
+        features: list[Tensor] | None = None,
+        perturb: Callable[[list[Tensor]], list[Tensor]] | None = None,
+    ) -> RealNetOutput:
+        """``features``: the extractor's output for ``images`` (all channels), if already computed;
+        ``perturb``: applied to the selected features before they are reconstructed and judged
+        (training-time feature-space anomalies)."""
         raw = self.extract(images) if features is None else features
         features = self.select(raw)
+        if perturb is not None:
+            features = perturb(features)
         reconstructions = [g(f) for g, f in zip(self.reconstruction, features, strict=True)]
         residuals = reconstruction_residuals(features, reconstructions)
         inputs = discriminator_input(
