@@ -99,6 +99,7 @@ def main() -> None:
     )
     parser.add_argument("--max-time", default=None, help="Lightning's training budget, e.g. 00:00:20:00")
     parser.add_argument("--save", type=Path, default=None, help="write the trained model's checkpoint here")
+    parser.add_argument("--seed", type=int, default=0, help="Lightning's seed (a second run shows the spread)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
@@ -116,7 +117,7 @@ def main() -> None:
     # no --mix: the data module's shipped mix over the training folder
     synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix]) if args.mix else None
     realnet_args = {"lr": 5e-4, "neighbour_weight": 0.5, **args.realnet_args}
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(args.seed, verbose=False)
     model = RealNet(evaluator=evaluator(), **realnet_args)
     datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
     engine = Engine(
@@ -130,7 +131,7 @@ def main() -> None:
     )
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)
-    print(f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; mix {args.mix}; realnet {realnet_args}")
+    print(f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; seed {args.seed}; mix {args.mix}; realnet {realnet_args}")
     if args.save:
         engine.trainer.save_checkpoint(args.save)
     weights = [float(v) for v in args.weights.split(",")]
