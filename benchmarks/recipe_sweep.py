@@ -5,11 +5,13 @@ split of an MVTec-style folder, then keeps, per pixel of the **validation** and
 **test** halves (``benchmarks/splits.py``), the discriminator's probability p, the
 scaled reconstruction residual r and the nearest-neighbour distance n. Every
 ``neighbour_weight`` and image score (plain max, top k, 16x16 box) is then scored on
-both halves without training again. Choose on the validation half; the test half
-reports. Run it alone:
+both halves without training again (a row's image columns are the image score at
+that ``score_neighbour_weight``, its pixel columns the map at that ``neighbour_weight``).
+Choose on the validation half; the test half reports. The line above each table is
+``engine.test`` of the model as configured. Run it alone:
 
     python benchmarks/recipe_sweep.py --root ../shared/datasets/deeppcb --epochs 8 \\
-        --realnet-args '{"neighbour_weight": 0.5, "map_sigma": 4}' \\
+        --realnet-args '{"neighbour_weight": 0.5, "score_neighbour_weight": 0.5}' \\
         --mix '[["perlin_texture", {}], ["cutpaste_union", {}]]'
 """
 
@@ -116,7 +118,7 @@ def main() -> None:
     halves = make_halves(args.root, args.splits / args.root.name)
     # no --mix: the data module's shipped mix over the training folder
     synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix]) if args.mix else None
-    realnet_args = {"lr": 5e-4, "neighbour_weight": 0.5, **args.realnet_args}
+    realnet_args = dict(args.realnet_args)  # on top of RealNet's defaults (the shipped recipe)
     pl.seed_everything(args.seed, verbose=False)
     model = RealNet(evaluator=evaluator(), **realnet_args)
     datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
@@ -131,7 +133,10 @@ def main() -> None:
     )
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)
-    print(f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; seed {args.seed}; mix {args.mix}; realnet {realnet_args}")
+    print(
+        f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; seed {args.seed}; "
+        f"mix {args.mix}; realnet {realnet_args}"
+    )
     if args.save:
         engine.trainer.save_checkpoint(args.save)
     weights = [float(v) for v in args.weights.split(",")]
@@ -141,8 +146,14 @@ def main() -> None:
         dm.setup()
         data = collect(model, dm.test_dataloader())
         rate = model_images_per_second(model, dm)
-        weight = model.model.neighbour_weight
-        print(f"\n{name} half: {len(data['label'])} images; model {rate:.1f} img/s (weight {weight})")
+        (metrics,) = engine.test(model=model, datamodule=dm, verbose=False)
+        net = model.model
+        print(
+            f"\n{name} half: {len(data['label'])} images; model {rate:.1f} img/s; as configured (map weight "
+            f"{net.neighbour_weight}, image-score weight {net.score_neighbour_weight}, top {net.score_topk}): "
+            f"image AUROC {metrics['image_AUROC']:.4f}, pixel AUROC {metrics['pixel_AUROC']:.4f}, "
+            f"AUPRO {metrics['pixel_AUPRO']:.4f}"
+        )
         print(f"{'weight':>7s} " + " ".join(f"{m:>8s}" for m in modes) + f" {'pixel':>8s} {'AUPRO':>8s}")
         for w in weights:
             row = score(data, w, args.sigma, modes)

@@ -85,3 +85,39 @@ def test_realnet_mixes_the_distance_into_its_map():
         tiny_model(neighbour_weight=0.4)
     with pytest.raises(ValueError, match="neighbour_levels"):
         tiny_model(neighbour_weight=0.4, neighbour_levels=[len(CHANNELS)])
+
+
+def test_the_image_score_reads_the_distance_at_its_own_weight():
+    model = tiny_model(neighbour_weight=0.25, neighbour_levels=[1, 2], score_topk=7).eval()
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    raw = model.extract(images)
+    assert model.nearest_neighbour is not None
+    model.nearest_neighbour.fit(model.nearest_neighbour.embed(raw))
+    probability = model(images).logits.softmax(dim=1)[:, 1:2]
+    n = torch.nn.functional.interpolate(model.nearest_neighbour(raw), size=(64, 64), mode="bilinear")
+    q = n / (1 + n)
+
+    def top7(m: torch.Tensor) -> torch.Tensor:
+        return torch.sort(m.flatten(1), dim=1, descending=True).values[:, :7].mean(dim=1)
+
+    # None: the map's own mix
+    out = model(images)
+    torch.testing.assert_close(out.pred_score, top7(0.75 * probability + 0.25 * q))
+    model.score_neighbour_weight = 0.6
+    out = model(images)
+    torch.testing.assert_close(out.anomaly_map, 0.75 * probability + 0.25 * q)  # the map keeps its weight
+    torch.testing.assert_close(out.pred_score, top7(0.4 * probability + 0.6 * q))
+    # neighbour_weight 0 turns the term off in the score too
+    model.neighbour_weight = 0.0
+    torch.testing.assert_close(model(images).pred_score, top7(probability))
+    with pytest.raises(ValueError, match="score_neighbour_weight"):
+        tiny_model(neighbour_weight=0.25, neighbour_levels=[1, 2], score_neighbour_weight=1.5)
+    with pytest.raises(ValueError, match="score_neighbour_weight"):
+        tiny_model(neighbour_weight=0.25, neighbour_levels=[1, 2], residual_weight=0.5, score_neighbour_weight=0.6)
+
+
+def test_realnet_ships_a_heavier_distance_in_the_image_score():
+    from anomalysynth.models import RealNet
+
+    model = RealNet(evaluator=False)
+    assert (model.model.neighbour_weight, model.model.score_neighbour_weight) == (0.25, 0.6)

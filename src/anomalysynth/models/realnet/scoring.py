@@ -36,6 +36,7 @@ class NormalityTerm(NamedTuple):
 
     weight: float  # w in [0, 1]
     map: Tensor  # (B, 1, H, W) r >= 0, near 1 on normal regions
+    score_weight: float | None = None  # its weight in the map the image score reads (None: ``weight``)
 
 
 class AnomalyScoring:
@@ -52,6 +53,9 @@ class AnomalyScoring:
             (RealNet: 0, the discriminator's probability alone).
         neighbour_weight: the weight of the nearest-neighbour normality term (the
             distance to the nearest normal training patch; RealNet: 0).
+        score_neighbour_weight: its weight in the map the image score is taken from
+            (``None``: ``neighbour_weight``). The image decision and the localisation
+            can then weigh the two terms differently.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class AnomalyScoring:
         map_sigma: float = 0.0,
         residual_weight: float = 0.0,
         neighbour_weight: float = 0.0,
+        score_neighbour_weight: float | None = None,
     ) -> None:
         if score_pool < 1:
             raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
@@ -77,16 +82,33 @@ class AnomalyScoring:
                 "`neighbour_weight` must lie in [0, 1] and sum with `residual_weight` to at most 1; got "
                 f"{neighbour_weight} (residual_weight {residual_weight})."
             )
+        if score_neighbour_weight is not None and (
+            not 0 <= score_neighbour_weight <= 1 or residual_weight + score_neighbour_weight > 1
+        ):
+            raise ValueError(
+                "`score_neighbour_weight` must be None or lie in [0, 1] and sum with `residual_weight` to at most 1; "
+                f"got {score_neighbour_weight} (residual_weight {residual_weight})."
+            )
         self.neighbour_weight = float(neighbour_weight)
+        self.score_neighbour_weight = None if score_neighbour_weight is None else float(score_neighbour_weight)
         self.score_pool = int(score_pool)
         self.score_topk = score_topk
         self.map_sigma = float(map_sigma)
         self.residual_weight = float(residual_weight)
 
     def __call__(self, logits: Tensor, terms: Sequence[NormalityTerm] = ()) -> tuple[Tensor, Tensor]:
-        """(B, 2, H, W) logits at image size and the normality terms -> (B, 1, H, W) map and (B,) scores."""
-        anomaly_map = mix_normality(anomaly_probability(logits), terms)
-        score = self.image_score(anomaly_map)
+        """(B, 2, H, W) logits at image size and the normality terms -> (B, 1, H, W) map and (B,) scores.
+
+        The image score reads the unsmoothed map mixed with each term's ``score_weight``
+        (the map's own mix when no term has a different one).
+        """
+        probability = anomaly_probability(logits)
+        anomaly_map = mix_normality(probability, terms)
+        if any(t.score_weight is not None and t.score_weight != t.weight for t in terms):
+            scored = [NormalityTerm(t.weight if t.score_weight is None else t.score_weight, t.map) for t in terms]
+            score = self.image_score(mix_normality(probability, scored))
+        else:
+            score = self.image_score(anomaly_map)
         if self.map_sigma > 0:
             anomaly_map = gaussian_blur(anomaly_map, self.map_sigma)
         return anomaly_map, score
@@ -108,7 +130,8 @@ def anomaly_probability(logits: Tensor) -> Tensor:
 
 
 def mix_normality(probability: Tensor, terms: Sequence[NormalityTerm]) -> Tensor:
-    """(1 - sum w_i) p + sum w_i r_i / (1 + r_i): in [0, 1] while the weights sum to at most 1."""
+    """(1 - sum w_i) p + sum w_i r_i / (1 + r_i): in [0, 1] while the weights sum to at most 1
+    (each term's ``weight``; its ``score_weight`` is for :class:`AnomalyScoring`)."""
     active = [t for t in terms if t.weight > 0]
     if not active:
         return probability

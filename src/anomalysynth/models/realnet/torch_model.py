@@ -98,6 +98,9 @@ class RealNetModel(nn.Module):
             becomes (1 - w) p + w n / (1 + n), with n the distance of a place's backbone
             features to the nearest normal training patch over its normal level (see
             :class:`NearestNeighbourNormality`); RealNet: 0. Needs ``neighbour_levels``.
+        score_neighbour_weight: the term's weight in the map the image score reads
+            (``None``: ``neighbour_weight``); ignored while ``neighbour_weight`` is 0 (the
+            term is off).
         neighbour_levels: indices of the levels whose features (all channels) the
             nearest-neighbour term compares (``None``: no such term).
         neighbour_bank_size: patches in the term's memory bank.
@@ -124,6 +127,7 @@ class RealNetModel(nn.Module):
         neighbour_weight: float = 0.0,
         neighbour_levels: Sequence[int] | None = None,
         neighbour_bank_size: int = 4096,
+        score_neighbour_weight: float | None = None,
     ) -> None:
         super().__init__()
         if dims is None:
@@ -140,7 +144,9 @@ class RealNetModel(nn.Module):
                 raise ValueError(f"`dims[{k}]` = {d} must lie in [1, {c}] (the layer's channels).")
         if not 0 < rrs_ratio <= 1:
             raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
-        self.scoring = AnomalyScoring(score_pool, score_topk, map_sigma, residual_weight, neighbour_weight)
+        self.scoring = AnomalyScoring(
+            score_pool, score_topk, map_sigma, residual_weight, neighbour_weight, score_neighbour_weight
+        )
         self.nearest_neighbour: NearestNeighbourNormality | None = None
         if neighbour_levels is not None:
             if any(not 0 <= k < len(channels) for k in neighbour_levels):
@@ -148,7 +154,7 @@ class RealNetModel(nn.Module):
             self.nearest_neighbour = NearestNeighbourNormality(
                 neighbour_levels, [channels[k] for k in neighbour_levels], neighbour_bank_size
             )
-        elif neighbour_weight > 0:
+        elif self.uses_neighbour:
             raise ValueError("`neighbour_weight` > 0 needs `neighbour_levels` (the levels the term compares).")
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
 
@@ -254,12 +260,18 @@ class RealNetModel(nn.Module):
         if self.scoring.residual_weight > 0:
             terms.append(NormalityTerm(self.scoring.residual_weight, self.residual_map(residuals, size)))
         # the training loss never reads the map: the bank search is left out of training steps
-        if self.scoring.neighbour_weight > 0 and self.neighbour_ready and raw is not None and not self.training:
+        if self.uses_neighbour and self.neighbour_ready and raw is not None and not self.training:
             assert self.nearest_neighbour is not None
             distance = self.nearest_neighbour(raw)
             distance = F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False)
-            terms.append(NormalityTerm(self.scoring.neighbour_weight, distance))
+            terms.append(NormalityTerm(self.scoring.neighbour_weight, distance, self.scoring.score_neighbour_weight))
         return terms
+
+    @property
+    def uses_neighbour(self) -> bool:
+        """Whether the nearest-neighbour term is on (``neighbour_weight`` > 0: 0 turns it off in the
+        map and in the image score alike)."""
+        return self.scoring.neighbour_weight > 0
 
     @property
     def neighbour_ready(self) -> bool:
@@ -280,6 +292,7 @@ class RealNetModel(nn.Module):
     map_sigma = _scoring_setting("map_sigma")
     residual_weight = _scoring_setting("residual_weight")
     neighbour_weight = _scoring_setting("neighbour_weight")
+    score_neighbour_weight = _scoring_setting("score_neighbour_weight")
 
     # ------------------------------------------------------------------ module state
     def train(self, mode: bool = True) -> RealNetModel:
