@@ -39,6 +39,12 @@ class DefaultMix(OneOf):
         normal_dir: folder of normal training images the image-content families draw
             from (``None``: generated textures and the image itself).
         min_change: the mean absolute change a region of family 1 must make.
+        perlin_scale: the lattice exponents of the Perlin families' masks (2**k cells per
+            side). The shipped (3, 5) draws regions of about 8-32 px at 256 px, the size of
+            real small defects; the Perlin synthesizers' own (0, 5) also draws regions as large as the
+            image. On the validation halves (3, 5) raised DeepPCB's image AUROC from 0.645
+            to 0.808 (top 10, w = 0.25) and left BSData's about level (README, "The
+            shipped recipe on real data").
         anomaly_ratio, foreground, foreground_invert: see :class:`Synthesizer`.
     """
 
@@ -46,19 +52,24 @@ class DefaultMix(OneOf):
         self,
         normal_dir: str | Path | None = None,
         min_change: float = 0.1,
+        perlin_scale: tuple[int, int] = (3, 5),
         anomaly_ratio: float = 1.0,
         foreground: str | None = None,
         foreground_invert: bool = False,
     ) -> None:
         if normal_dir is not None and not Path(normal_dir).is_dir():
             raise ValueError(f"`normal_dir` must be a folder of normal training images; got {normal_dir!r}.")
-        own = PerlinTextureBlend(texture_dir=normal_dir, opacity=(0.5, 1.0), min_change=min_change)
-        structure = PerlinTextureBlend(texture_dir=normal_dir, opacity=(0.9, 1.0), augment=False, min_change=0.3)
+        fine = (int(perlin_scale[0]), int(perlin_scale[1]))
+        own = PerlinTextureBlend(texture_dir=normal_dir, opacity=(0.5, 1.0), min_change=min_change, perlin_scale=fine)
+        structure = PerlinTextureBlend(
+            texture_dir=normal_dir, opacity=(0.9, 1.0), augment=False, min_change=0.3, perlin_scale=fine
+        )
         super().__init__(
-            [own, structure, PerlinTextureBlend(), CutPasteUnion(), NSA(bank=normal_dir)],
+            [own, structure, PerlinTextureBlend(perlin_scale=fine), CutPasteUnion(), NSA(bank=normal_dir)],
             anomaly_ratio=anomaly_ratio,
             foreground=foreground,
             foreground_invert=foreground_invert,
         )
         self.normal_dir = None if normal_dir is None else str(normal_dir)
         self.min_change = float(min_change)
+        self.perlin_scale = fine

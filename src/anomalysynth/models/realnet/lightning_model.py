@@ -145,7 +145,7 @@ class RealNet(AnomalibModule):
         discriminator_feature_dims: int | None = 64,
         map_sigma: float = 4.0,
         residual_weight: float = 0.0,
-        score_topk: int = 10,
+        score_topk: int = 50,
         neighbour_weight: float = 0.25,
         score_neighbour_weight: float | None = 0.6,
         neighbour_levels: Sequence[int] = (8, 16),
