@@ -284,7 +284,7 @@ class RealNet(AnomalibModule):
             feature_selection.apply(self, loader, self.device, write_cache=write_cache, progress=progress)
         if self.standardize_features and not bool(self.model.feature_stats_done):
             self.measure_feature_statistics(loader)
-        if self.model.uses_neighbour and not self.model.neighbour_ready:
+        if self.model.neighbour_weight > 0 and not self.model.neighbour_ready:
             self.fit_nearest_neighbour(loader, progress=progress)
 
     @torch.no_grad()
@@ -370,7 +370,7 @@ class RealNet(AnomalibModule):
         self._warn_unmeasured_residual()
 
     def _warn_unmeasured_residual(self) -> None:
-        if self.model.uses_neighbour and not self.model.neighbour_ready:
+        if self.model.neighbour_weight > 0 and not self.model.neighbour_ready:
             warnings.warn(
                 "RealNet: `neighbour_weight` > 0 but this model has no nearest-neighbour bank (the checkpoint "
                 "predates it), so the term is left out of the map. Call "

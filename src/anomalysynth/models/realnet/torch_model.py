@@ -154,7 +154,7 @@ class RealNetModel(nn.Module):
             self.nearest_neighbour = NearestNeighbourNormality(
                 neighbour_levels, [channels[k] for k in neighbour_levels], neighbour_bank_size
             )
-        elif self.uses_neighbour:
+        elif neighbour_weight > 0:
             raise ValueError("`neighbour_weight` > 0 needs `neighbour_levels` (the levels the term compares).")
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
 
@@ -260,18 +260,12 @@ class RealNetModel(nn.Module):
         if self.scoring.residual_weight > 0:
             terms.append(NormalityTerm(self.scoring.residual_weight, self.residual_map(residuals, size)))
         # the training loss never reads the map: the bank search is left out of training steps
-        if self.uses_neighbour and self.neighbour_ready and raw is not None and not self.training:
+        if self.scoring.neighbour_weight > 0 and self.neighbour_ready and raw is not None and not self.training:
             assert self.nearest_neighbour is not None
             distance = self.nearest_neighbour(raw)
             distance = F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False)
             terms.append(NormalityTerm(self.scoring.neighbour_weight, distance, self.scoring.score_neighbour_weight))
         return terms
-
-    @property
-    def uses_neighbour(self) -> bool:
-        """Whether the nearest-neighbour term is on (``neighbour_weight`` > 0: 0 turns it off in the
-        map and in the image score alike)."""
-        return self.scoring.neighbour_weight > 0
 
     @property
     def neighbour_ready(self) -> bool:
