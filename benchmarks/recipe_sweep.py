@@ -32,14 +32,36 @@ from detection_quality import evaluator, folder, model_images_per_second
 from splits import make_halves
 
 
-def collect(model: Any, loader: Any) -> dict[str, torch.Tensor]:
-    """p, n (image size), labels and masks of every batch of ``loader``."""
+def fit_gaussians(model: Any, loader: Any, variants: list[dict[str, Any]]) -> list[Any]:
+    """One :class:`GaussianNormality` per variant (``levels``: indices of the extracted levels,
+    ``features``), fitted on the clean images of ``loader``."""
+    from anomalysynth.models.realnet.gaussian import GaussianNormality
+
+    net = model.model.eval()
+    terms = [
+        GaussianNormality(v["levels"], [net.channels[k] for k in v["levels"]], v.get("features", 64)) for v in variants
+    ]
+    embeddings: list[list[torch.Tensor]] = [[] for _ in terms]
+    with torch.inference_mode():
+        for batch in loader:
+            raw = net.extract(model._pre(batch.image))
+            for term, store in zip(terms, embeddings, strict=True):
+                store.append(term.embed(raw))
+    for term, store in zip(terms, embeddings, strict=True):
+        term.fit(torch.cat(store))
+    return terms
+
+
+def collect(model: Any, loader: Any, gaussians: list[Any] = ()) -> dict[str, torch.Tensor]:
+    """p, n, g0, g1, ... (image size), labels and masks of every batch of ``loader``."""
     import torch.nn.functional as F
 
     from anomalysynth.models.realnet.scoring import anomaly_probability
 
     net = model.model.eval()
     out: dict[str, list[torch.Tensor]] = {"p": [], "n": [], "label": [], "mask": []}
+    for i in range(len(gaussians)):
+        out[f"g{i}"] = []
     weight, net.neighbour_weight = net.neighbour_weight, 0.0  # the distance is taken once, below
     with torch.inference_mode():
         for batch in loader:
@@ -50,13 +72,18 @@ def collect(model: Any, loader: Any) -> dict[str, torch.Tensor]:
             out["p"].append(anomaly_probability(result.logits))
             distance = net.nearest_neighbour(raw)
             out["n"].append(F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False))
+            for i, term in enumerate(gaussians):
+                g = F.interpolate(term(raw), size=tuple(size), mode="bilinear", align_corners=False)
+                out[f"g{i}"].append(g)
             out["label"].append(batch.gt_label.long())
             out["mask"].append(batch.gt_mask.view(len(batch.image), *size).long())
     net.neighbour_weight = weight
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def score(data: dict[str, torch.Tensor], weight: float, sigma: float, modes: list[str]) -> dict[str, float]:
+def score(
+    data: dict[str, torch.Tensor], weight: float, sigma: float, modes: list[str], extra: tuple[str, float] | None = None
+) -> dict[str, float]:
     import torch.nn.functional as F
     from anomalib.metrics.aupro import _AUPRO
     from torchmetrics.functional.classification import binary_auroc
@@ -64,7 +91,10 @@ def score(data: dict[str, torch.Tensor], weight: float, sigma: float, modes: lis
     from anomalysynth.filters import gaussian_blur
     from anomalysynth.models.realnet.scoring import NormalityTerm, mix_normality
 
-    amap = mix_normality(data["p"], [NormalityTerm(weight, data["n"])])
+    terms = [NormalityTerm(weight, data["n"])]
+    if extra is not None:
+        terms.append(NormalityTerm(extra[1], data[extra[0]]))
+    amap = mix_normality(data["p"], terms)
     flat = amap.flatten(1)
     row: dict[str, float] = {}
     for mode in modes:
@@ -97,10 +127,23 @@ def main() -> None:
     parser.add_argument("--modes", default="max,top10,top50,box16")
     parser.add_argument("--sigma", type=float, default=4.0)
     parser.add_argument(
-        "--no-afs", action="store_true", help="keep the first channels of each level instead of running AFS"
+        "--channels",
+        default="afs",
+        choices=["afs", "random", "first", "all"],
+        help="the channels kept per level: AFS (the recipe), a seeded random subset of the same size, "
+        "the first ones, or every channel",
     )
     parser.add_argument("--max-time", default=None, help="Lightning's training budget, e.g. 00:00:20:00")
     parser.add_argument("--save", type=Path, default=None, help="write the trained model's checkpoint here")
+    parser.add_argument(
+        "--gaussians",
+        type=json.loads,
+        default=[],
+        help='per-position Gaussian terms to sweep as well, e.g. \'[{"levels": [0, 1, 2], "features": 64}]\' '
+        "(levels index the extracted levels); each is fitted on the clean training images",
+    )
+    parser.add_argument("--gaussian-weights", default="0.2,0.4", help="weights of each Gaussian term in the sweep")
+    parser.add_argument("--dump", type=Path, default=None, help="save the collected maps of both halves here")
     parser.add_argument("--seed", type=int, default=0, help="Lightning's seed (a second run shows the spread)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -120,7 +163,21 @@ def main() -> None:
     synthesizer = OneOf([create_synthesizer(name, **kw) for name, kw in args.mix]) if args.mix else None
     realnet_args = dict(args.realnet_args)  # on top of RealNet's defaults (the shipped recipe)
     pl.seed_everything(args.seed, verbose=False)
+    if args.channels == "all":
+        realnet_args.setdefault("dims", list(RealNet(**realnet_args).model.channels))
     model = RealNet(evaluator=evaluator(), **realnet_args)
+    if args.channels in ("random", "first"):
+        generator = torch.Generator().manual_seed(args.seed)
+        model.set_feature_selection(
+            [
+                (
+                    torch.randperm(c, generator=generator)[:d].sort().values
+                    if args.channels == "random"
+                    else torch.arange(d)
+                )
+                for c, d in zip(model.model.channels, model.model.dims, strict=True)
+            ]
+        )
     datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
     engine = Engine(
         max_epochs=args.epochs,
@@ -129,22 +186,32 @@ def main() -> None:
         devices=1,
         logger=False,
         default_root_dir="results/bench",
-        callbacks=[] if args.no_afs else [AnomalyAwareFeatureSelection()],
+        callbacks=[AnomalyAwareFeatureSelection()] if args.channels == "afs" else [],
     )
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)
     print(
         f"fit: {time.perf_counter() - start:.0f} s; {args.root.name}; seed {args.seed}; "
-        f"mix {args.mix}; realnet {realnet_args}"
+        f"mix {args.mix}; realnet {realnet_args}; channels {args.channels}"
     )
     if args.save:
         engine.trainer.save_checkpoint(args.save)
     weights = [float(v) for v in args.weights.split(",")]
+    gaussian_weights = [float(v) for v in args.gaussian_weights.split(",")]
     modes = args.modes.split(",")
+    gaussians = []
+    if args.gaussians:
+        train = folder(halves["val"], args.image_size, args.batch)
+        train.setup()
+        start = time.perf_counter()
+        gaussians = fit_gaussians(model, train.train_dataloader(), args.gaussians)
+        print(f"Gaussian terms {args.gaussians} fitted in {time.perf_counter() - start:.0f} s")
+    dumped = {}
     for name, root in halves.items():
         dm = folder(root, args.image_size, args.batch)
         dm.setup()
-        data = collect(model, dm.test_dataloader())
+        data = collect(model, dm.test_dataloader(), gaussians)
+        dumped[name] = data
         rate = model_images_per_second(model, dm)
         (metrics,) = engine.test(model=model, datamodule=dm, verbose=False)
         net = model.model
@@ -154,15 +221,23 @@ def main() -> None:
             f"image AUROC {metrics['image_AUROC']:.4f}, pixel AUROC {metrics['pixel_AUROC']:.4f}, "
             f"AUPRO {metrics['pixel_AUPRO']:.4f}"
         )
-        print(f"{'weight':>7s} " + " ".join(f"{m:>8s}" for m in modes) + f" {'pixel':>8s} {'AUPRO':>8s}")
-        for w in weights:
-            row = score(data, w, args.sigma, modes)
+        print(f"{'weight':>7s} {'gauss':>9s} " + " ".join(f"{m:>8s}" for m in modes) + f" {'pixel':>8s} {'AUPRO':>8s}")
+        rows: list[tuple[float, tuple[str, float] | None]] = [(w, None) for w in weights]
+        rows += [
+            (w, (f"g{i}", gw)) for i in range(len(gaussians)) for w in weights for gw in gaussian_weights if w + gw <= 1
+        ]
+        for w, extra in rows:
+            row = score(data, w, args.sigma, modes, extra)
+            label = "-" if extra is None else f"{extra[0]}:{extra[1]:.2f}"
             print(
-                f"{w:7.2f} "
+                f"{w:7.2f} {label:>9s} "
                 + " ".join(f"{row['image_' + m]:8.4f}" for m in modes)
                 + f" {row['pixel']:8.4f} {row['aupro']:8.4f}",
                 flush=True,
             )
+    if args.dump:
+        args.dump.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dumped, args.dump)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from anomalysynth.datamodules.synthetic import (
 )
 from anomalysynth.files import home_dir
 from anomalysynth.synth import DefaultMix, Synthesizer
+from anomalysynth.synth.base import check_ratio
 from anomalysynth.synth.keyed import resolve_anomaly_ratio
 
 __all__ = ["SyntheticAnomalyDataModule", "default_cache_dir"]
@@ -127,10 +128,12 @@ class SyntheticAnomalyDataModule(AnomalibDataModule):
         self.datamodule = datamodule
         # None: the shipped mix (DefaultMix) over the training images' folder, made in setup
         self.synthesizer: Synthesizer | None = synthesizer
-        if synthesizer is None:
-            self.anomaly_ratio = resolve_anomaly_ratio(DefaultMix(), anomaly_ratio, "SyntheticAnomalyDataModule")
-        else:
-            self.anomaly_ratio = resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SyntheticAnomalyDataModule")
+        # the shipped mix is made in setup (it needs the training folder); its own ratio is 1.0
+        self.anomaly_ratio = (
+            (1.0 if anomaly_ratio is None else check_ratio(anomaly_ratio))
+            if synthesizer is None
+            else resolve_anomaly_ratio(synthesizer, anomaly_ratio, "SyntheticAnomalyDataModule")
+        )
         self.mode = mode
         self.cache = SynthesisCache(cache_dir if cache_dir is not None else default_cache_dir())
         self.synthesis_seed = int(seed)

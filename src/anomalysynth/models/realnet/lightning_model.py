@@ -109,6 +109,17 @@ class RealNet(AnomalibModule):
             must be among ``levels``).
         neighbour_bank_size: patches in its memory bank (a greedy k-center coreset
             built in the warm-up and saved with the model).
+        gaussian_weight: w in [0, 1] of the per-position Gaussian normality term: the
+            Mahalanobis distance of a place's features (``gaussian_features`` seeded
+            random channels of ``gaussian_levels``) to the Gaussian of the normal
+            training images at that place (PaDiM's model, fitted in the warm-up and saved
+            with the model), over its mean on held-out normal images, mixed in as
+            w g / (1 + g) (RealNet: 0). Where the objects are aligned it compares a place
+            with what is normal there.
+        score_gaussian_weight: its weight in the map the image score is taken from
+            (``None``: ``gaussian_weight``); the term is on while either is > 0.
+        gaussian_levels: backbone strides the Gaussian term models (among ``levels``).
+        gaussian_features: channels it keeps.
         feature_anomalies: probability that a normal training sample (one without a
             synthetic anomaly) also becomes an anomaly in feature space: SimpleNet's
             Gaussian noise (:class:`~anomalysynth.features.GaussianFeatureNoise`) on its
@@ -150,6 +161,10 @@ class RealNet(AnomalibModule):
         score_neighbour_weight: float | None = 0.6,
         neighbour_levels: Sequence[int] = (8, 16),
         neighbour_bank_size: int = 8192,
+        gaussian_weight: float = 0.0,
+        score_gaussian_weight: float | None = None,
+        gaussian_levels: Sequence[int] = (4, 8, 16),
+        gaussian_features: int = 64,
         feature_anomalies: float = 0.0,
         feature_noise_std: float = 0.015,
         feature_anomaly_mask: Literal["perlin", "whole"] = "perlin",
@@ -178,6 +193,13 @@ class RealNet(AnomalibModule):
                 f"`neighbour_levels` {neighbour} must be among the reconstructed `levels` {levels} "
                 "(the nearest-neighbour term compares those levels' features)."
             )
+        gaussian = sorted({int(r) for r in gaussian_levels})
+        gaussian_on = gaussian_weight > 0 or (score_gaussian_weight is not None and score_gaussian_weight > 0)
+        if gaussian_on and not set(gaussian) <= set(levels):
+            raise ValueError(
+                f"`gaussian_levels` {gaussian} must be among the reconstructed `levels` {levels} "
+                "(the Gaussian term models those levels' features)."
+            )
         self.model: RealNetModel = RealNetModel(
             extractor,
             channels,
@@ -193,6 +215,10 @@ class RealNet(AnomalibModule):
             neighbour_levels=[levels.index(r) for r in neighbour if r in levels] or None,
             neighbour_bank_size=neighbour_bank_size,
             score_neighbour_weight=score_neighbour_weight,
+            gaussian_weight=gaussian_weight,
+            gaussian_levels=[levels.index(r) for r in gaussian] if gaussian_on else None,
+            gaussian_features=gaussian_features,
+            score_gaussian_weight=score_gaussian_weight,
         )
         self.lr = float(lr)
         if feature_stats_batches < 1:
@@ -215,11 +241,12 @@ class RealNet(AnomalibModule):
             raise ValueError(f"`init_weights`: {str(path)!r} holds no state dict.")
         wanted = {k: v for k, v in state.items() if k.startswith("model.") or k == "afs_done"}
         upgrade_state_dict(wanted, "model.", self.model.channels)
-        # the nearest-neighbour bank sizes itself to the saved one, and older checkpoints have none
+        # the normality terms size themselves to the saved ones, and older checkpoints have none
         own = {
             k
             for k in self.state_dict()
-            if (k.startswith("model.") or k == "afs_done") and not k.startswith("model.nearest_neighbour.")
+            if (k.startswith("model.") or k == "afs_done")
+            and not k.startswith(("model.nearest_neighbour.", "model.gaussian."))
         }
         missing = sorted(own - wanted.keys())
         mismatched = sorted(k for k in own & wanted.keys() if self.state_dict()[k].shape != wanted[k].shape)
@@ -276,7 +303,8 @@ class RealNet(AnomalibModule):
            they do not depend on step 1; the order is fixed all the same.
 
         3. the nearest-neighbour term's memory bank (:meth:`fit_nearest_neighbour`), when
-           ``neighbour_weight`` > 0 and not yet built.
+           ``neighbour_weight`` > 0 and not yet built, and the per-position Gaussian
+           (:meth:`fit_gaussian`), when on and not yet fitted, in one pass.
 
         ``loader`` yields raw training batches; each step iterates it afresh.
         """
@@ -284,28 +312,51 @@ class RealNet(AnomalibModule):
             feature_selection.apply(self, loader, self.device, write_cache=write_cache, progress=progress)
         if self.standardize_features and not bool(self.model.feature_stats_done):
             self.measure_feature_statistics(loader)
+        terms: list[Any] = []
         if self.model.neighbour_weight > 0 and not self.model.neighbour_ready:
-            self.fit_nearest_neighbour(loader, progress=progress)
+            terms.append(self.model.nearest_neighbour)
+        if self.model.gaussian_active and not self.model.gaussian_ready:
+            terms.append(self.model.gaussian)
+        if terms:
+            self._fit_normality_terms(loader, terms, progress)
 
-    @torch.no_grad()
     def fit_nearest_neighbour(self, loader: Any, progress: bool = True) -> None:
         """Build the nearest-neighbour term's bank from the clean images of every batch of ``loader``.
 
         ``loader`` yields raw batches as in :meth:`measure_feature_statistics`; also for
         models trained before the term existed (their checkpoints carry no bank).
         """
-        term = self.model.nearest_neighbour
-        if term is None:
+        if self.model.nearest_neighbour is None:
             raise ValueError("RealNet: this model has no nearest-neighbour term (`neighbour_levels` is empty).")
-        embeddings = []
-        for batch in tqdm(loader, desc="Nearest-neighbour bank", leave=False, disable=not progress):
+        self._fit_normality_terms(loader, [self.model.nearest_neighbour], progress)
+
+    def fit_gaussian(self, loader: Any, progress: bool = True) -> None:
+        """Fit the per-position Gaussian term on the clean images of every batch of ``loader``
+        (raw batches as in :meth:`measure_feature_statistics`)."""
+        if self.model.gaussian is None:
+            raise ValueError(
+                "RealNet: this model has no Gaussian normality term (set `gaussian_weight` or `score_gaussian_weight`)."
+            )
+        self._fit_normality_terms(loader, [self.model.gaussian], progress)
+
+    @torch.no_grad()
+    def _fit_normality_terms(self, loader: Any, terms: list[Any], progress: bool) -> None:
+        """One pass over the clean images of ``loader`` that fits every term in ``terms``."""
+        embeddings: list[list[Tensor]] = [[] for _ in terms]
+        names = " and ".join(
+            "nearest-neighbour bank" if t is self.model.nearest_neighbour else "Gaussian" for t in terms
+        )
+        for batch in tqdm(loader, desc=names[0].upper() + names[1:], leave=False, disable=not progress):
             images = getattr(batch, "source_image", None)
             images = batch.image if images is None else images
-            embeddings.append(term.embed(self.model.extract(self._pre(images.to(self.device)))).cpu())
-        if not embeddings:
-            raise ValueError("RealNet: the training data loader gave no batches to build the nearest-neighbour bank.")
-        term.fit(torch.cat(embeddings))
-        term.to(self.device)
+            raw = self.model.extract(self._pre(images.to(self.device)))
+            for term, store in zip(terms, embeddings, strict=True):
+                store.append(term.embed(raw).cpu())
+        if not embeddings[0]:
+            raise ValueError(f"RealNet: the training data loader gave no batches to build the {names}.")
+        for term, store in zip(terms, embeddings, strict=True):
+            term.fit(torch.cat(store))
+            term.to(self.device)
 
     @torch.no_grad()
     def measure_feature_statistics(self, loader: Any) -> None:
@@ -375,6 +426,12 @@ class RealNet(AnomalibModule):
                 "RealNet: `neighbour_weight` > 0 but this model has no nearest-neighbour bank (the checkpoint "
                 "predates it), so the term is left out of the map. Call "
                 "`fit_nearest_neighbour(datamodule.train_dataloader())` first.",
+                stacklevel=2,
+            )
+        if self.model.gaussian_active and not self.model.gaussian_ready:
+            warnings.warn(
+                "RealNet: the Gaussian normality term is on but was never fitted (the checkpoint predates it), so "
+                "it is left out of the map. Call `fit_gaussian(datamodule.train_dataloader())` first.",
                 stacklevel=2,
             )
         if self.model.residual_weight > 0 and not bool(self.model.residual_scale_done):

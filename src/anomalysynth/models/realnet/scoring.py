@@ -56,6 +56,13 @@ class AnomalyScoring:
         score_neighbour_weight: its weight in the map the image score is taken from
             (``None``: ``neighbour_weight``). The image decision and the localisation
             can then weigh the two terms differently.
+        gaussian_weight: the weight of the per-position Gaussian normality term (the
+            Mahalanobis distance to the normal images at that place; RealNet: 0).
+        score_gaussian_weight: its weight in the map the image score is taken from
+            (``None``: ``gaussian_weight``).
+
+    The weights of the map (residual, neighbour, Gaussian) sum to at most 1, and so do
+    the image score's.
     """
 
     def __init__(
@@ -66,6 +73,8 @@ class AnomalyScoring:
         residual_weight: float = 0.0,
         neighbour_weight: float = 0.0,
         score_neighbour_weight: float | None = None,
+        gaussian_weight: float = 0.0,
+        score_gaussian_weight: float | None = None,
     ) -> None:
         if score_pool < 1:
             raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
@@ -77,20 +86,31 @@ class AnomalyScoring:
             raise ValueError(
                 f"`residual_weight` must lie in [0, 1] (0: the discriminator's map alone); got {residual_weight}."
             )
-        if not 0 <= neighbour_weight <= 1 or residual_weight + neighbour_weight > 1:
-            raise ValueError(
-                "`neighbour_weight` must lie in [0, 1] and sum with `residual_weight` to at most 1; got "
-                f"{neighbour_weight} (residual_weight {residual_weight})."
-            )
-        if score_neighbour_weight is not None and (
-            not 0 <= score_neighbour_weight <= 1 or residual_weight + score_neighbour_weight > 1
+        for name, value in (
+            ("neighbour_weight", neighbour_weight),
+            ("score_neighbour_weight", score_neighbour_weight),
+            ("gaussian_weight", gaussian_weight),
+            ("score_gaussian_weight", score_gaussian_weight),
         ):
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"`{name}` must lie in [0, 1]; got {value}.")
+        score_neighbour = neighbour_weight if score_neighbour_weight is None else score_neighbour_weight
+        score_gaussian = gaussian_weight if score_gaussian_weight is None else score_gaussian_weight
+        if residual_weight + neighbour_weight + gaussian_weight > 1 + 1e-9:
             raise ValueError(
-                "`score_neighbour_weight` must be None or lie in [0, 1] and sum with `residual_weight` to at most 1; "
-                f"got {score_neighbour_weight} (residual_weight {residual_weight})."
+                "The map's normality weights must sum to at most 1; got residual_weight "
+                f"{residual_weight} + neighbour_weight {neighbour_weight} + gaussian_weight {gaussian_weight}."
+            )
+        if residual_weight + score_neighbour + score_gaussian > 1 + 1e-9:
+            raise ValueError(
+                "The image score's normality weights must sum to at most 1; got residual_weight "
+                f"{residual_weight} + score_neighbour_weight {score_neighbour} "
+                f"+ score_gaussian_weight {score_gaussian}."
             )
         self.neighbour_weight = float(neighbour_weight)
         self.score_neighbour_weight = None if score_neighbour_weight is None else float(score_neighbour_weight)
+        self.gaussian_weight = float(gaussian_weight)
+        self.score_gaussian_weight = None if score_gaussian_weight is None else float(score_gaussian_weight)
         self.score_pool = int(score_pool)
         self.score_topk = score_topk
         self.map_sigma = float(map_sigma)
@@ -136,7 +156,7 @@ def mix_normality(probability: Tensor, terms: Sequence[NormalityTerm]) -> Tensor
     if not active:
         return probability
     total = sum(t.weight for t in active)
-    if total > 1:
+    if total > 1 + 1e-9:
         raise ValueError(f"The normality terms' weights must sum to at most 1; got {total}.")
     mixed = (1 - total) * probability
     for term in active:

@@ -24,6 +24,7 @@ from anomalysynth.models.realnet.features import (
     extract_features,
     standardise,
 )
+from anomalysynth.models.realnet.gaussian import GaussianNormality
 from anomalysynth.models.realnet.nearest_neighbour import NearestNeighbourNormality
 from anomalysynth.models.realnet.reconstruction import ReconstructionUNet, reconstruction_residuals
 from anomalysynth.models.realnet.scoring import (
@@ -104,6 +105,15 @@ class RealNetModel(nn.Module):
         neighbour_levels: indices of the levels whose features (all channels) the
             nearest-neighbour term compares (``None``: no such term).
         neighbour_bank_size: patches in the term's memory bank.
+        gaussian_weight: w in [0, 1] of the per-position Gaussian normality term: the
+            Mahalanobis distance of a place's features to the normal images' Gaussian at
+            that place (PaDiM's model, see :class:`GaussianNormality`) over its normal
+            level, mixed in as w g / (1 + g); RealNet: 0. Needs ``gaussian_levels``.
+        gaussian_levels: indices of the levels the Gaussian term models (``None``: no
+            such term).
+        gaussian_features: channels it keeps (a seeded random subset of those levels').
+        score_gaussian_weight: its weight in the map the image score reads (``None``:
+            ``gaussian_weight``); the term is on while either weight is > 0.
     """
 
     residual_scale: Tensor
@@ -128,6 +138,10 @@ class RealNetModel(nn.Module):
         neighbour_levels: Sequence[int] | None = None,
         neighbour_bank_size: int = 4096,
         score_neighbour_weight: float | None = None,
+        gaussian_weight: float = 0.0,
+        gaussian_levels: Sequence[int] | None = None,
+        gaussian_features: int = 64,
+        score_gaussian_weight: float | None = None,
     ) -> None:
         super().__init__()
         if dims is None:
@@ -145,7 +159,14 @@ class RealNetModel(nn.Module):
         if not 0 < rrs_ratio <= 1:
             raise ValueError(f"`rrs_ratio` must lie in (0, 1]; got {rrs_ratio}.")
         self.scoring = AnomalyScoring(
-            score_pool, score_topk, map_sigma, residual_weight, neighbour_weight, score_neighbour_weight
+            score_pool,
+            score_topk,
+            map_sigma,
+            residual_weight,
+            neighbour_weight,
+            score_neighbour_weight,
+            gaussian_weight,
+            score_gaussian_weight,
         )
         self.nearest_neighbour: NearestNeighbourNormality | None = None
         if neighbour_levels is not None:
@@ -156,6 +177,15 @@ class RealNetModel(nn.Module):
             )
         elif neighbour_weight > 0:
             raise ValueError("`neighbour_weight` > 0 needs `neighbour_levels` (the levels the term compares).")
+        self.gaussian: GaussianNormality | None = None
+        if gaussian_levels is not None:
+            if any(not 0 <= k < len(channels) for k in gaussian_levels):
+                raise ValueError(f"`gaussian_levels` must index the {len(channels)} levels; got {gaussian_levels}.")
+            self.gaussian = GaussianNormality(
+                gaussian_levels, [channels[k] for k in gaussian_levels], gaussian_features
+            )
+        elif gaussian_weight > 0 or (score_gaussian_weight or 0) > 0:
+            raise ValueError("A Gaussian normality weight > 0 needs `gaussian_levels` (the levels the term models).")
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
 
         # features: the frozen extractor; the folded copy lives in a plain dict, out of the state dict
@@ -265,7 +295,22 @@ class RealNetModel(nn.Module):
             distance = self.nearest_neighbour(raw)
             distance = F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False)
             terms.append(NormalityTerm(self.scoring.neighbour_weight, distance, self.scoring.score_neighbour_weight))
+        if self.gaussian_active and self.gaussian_ready and raw is not None and not self.training:
+            assert self.gaussian is not None
+            distance = F.interpolate(self.gaussian(raw), size=tuple(size), mode="bilinear", align_corners=False)
+            terms.append(NormalityTerm(self.scoring.gaussian_weight, distance, self.scoring.score_gaussian_weight))
         return terms
+
+    @property
+    def gaussian_active(self) -> bool:
+        """Whether the per-position Gaussian term enters the map or the image score."""
+        score = self.scoring.score_gaussian_weight
+        return self.scoring.gaussian_weight > 0 or (score is not None and score > 0)
+
+    @property
+    def gaussian_ready(self) -> bool:
+        """Whether the per-position Gaussian term is fitted."""
+        return self.gaussian is not None and bool(self.gaussian.fitted)
 
     @property
     def neighbour_ready(self) -> bool:
@@ -287,6 +332,8 @@ class RealNetModel(nn.Module):
     residual_weight = _scoring_setting("residual_weight")
     neighbour_weight = _scoring_setting("neighbour_weight")
     score_neighbour_weight = _scoring_setting("score_neighbour_weight")
+    gaussian_weight = _scoring_setting("gaussian_weight")
+    score_gaussian_weight = _scoring_setting("score_gaussian_weight")
 
     # ------------------------------------------------------------------ module state
     def train(self, mode: bool = True) -> RealNetModel:

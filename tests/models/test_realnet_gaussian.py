@@ -1,0 +1,132 @@
+"""The per-position Gaussian normality term against an independent numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anomalysynth.models.realnet.gaussian import GaussianNormality
+
+
+def _levels(n: int, generator: torch.Generator) -> list[torch.Tensor]:
+    # two levels: 3 channels at 4x4 and 2 channels at 2x2 (brought to 4x4 by nearest)
+    return [torch.randn(n, 3, 4, 4, generator=generator), torch.randn(n, 2, 2, 2, generator=generator)]
+
+
+def test_matches_numpy_mahalanobis_per_position() -> None:
+    generator = torch.Generator().manual_seed(0)
+    term = GaussianNormality([0, 1], [3, 2], features=4, epsilon=0.01)
+    train = term.embed(_levels(40, generator))
+    term.fit(train)
+    query_levels = _levels(3, generator)
+    got = term(query_levels)[:, 0].numpy()
+
+    fit = train.numpy()[[i for i in range(40) if i % 8 != 7]]  # every 8th image is held out for the scale
+    held = train.numpy()[7::8]
+    query = term.embed(query_levels).numpy()
+
+    def mahalanobis(x: np.ndarray, y: int, z: int) -> np.ndarray:
+        samples = fit[:, :, y, z].astype(np.float64)
+        cov = np.cov(samples, rowvar=False) + 0.01 * np.eye(4)
+        diff = x[:, :, y, z] - samples.mean(axis=0)
+        return np.sqrt(np.einsum("bi,ij,bj->b", diff, np.linalg.inv(cov), diff))
+
+    scale = np.mean([mahalanobis(held, y, z) for y in range(4) for z in range(4)])
+    for y in range(4):
+        for z in range(4):
+            np.testing.assert_allclose(got[:, y, z], mahalanobis(query, y, z) / scale, rtol=1e-4)
+
+
+def test_a_value_normal_elsewhere_is_anomalous_at_its_own_position() -> None:
+    # position (0, 0) is always near +3, every other position near -3: a +3 elsewhere is an anomaly
+    generator = torch.Generator().manual_seed(1)
+    base = torch.full((32, 1, 4, 4), -3.0)
+    base[:, :, 0, 0] = 3.0
+    term = GaussianNormality([0], [1], features=1)
+    term.fit(base + 0.1 * torch.randn(32, 1, 4, 4, generator=generator))
+    query = torch.full((1, 1, 4, 4), -3.0)
+    query[0, 0, 0, 0] = 3.0
+    query[0, 0, 2, 2] = 3.0
+    distance = term([query])[0, 0]
+    assert distance[2, 2] > 10 * distance.flatten()[[1, 2, 3, 4, 5]].max()
+    assert distance[0, 0] < 3
+
+
+def test_state_dict_round_trip_and_errors() -> None:
+    generator = torch.Generator().manual_seed(2)
+    term = GaussianNormality([0, 1], [3, 2], features=5)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        term(_levels(1, generator))
+    term.fit(term.embed(_levels(16, generator)))
+    other = GaussianNormality([0, 1], [3, 2], features=5)
+    other.load_state_dict(term.state_dict())
+    query = _levels(2, generator)
+    torch.testing.assert_close(other(query), term(query))
+    with pytest.raises(ValueError, match="fitted on 16 positions"):
+        term([torch.randn(1, 3, 8, 8), torch.randn(1, 2, 4, 4)])
+    with pytest.raises(ValueError, match="`features` must lie in"):
+        GaussianNormality([0], [3], features=4)
+
+
+def test_realnet_mixes_the_gaussian_distance_into_its_map_and_score() -> None:
+    from tests.models.tiny_realnet import tiny_model
+
+    model = tiny_model(
+        neighbour_weight=0.2,
+        neighbour_levels=[1, 2],
+        gaussian_weight=0.3,
+        gaussian_levels=[0, 1],
+        gaussian_features=6,
+        score_gaussian_weight=0.5,
+        score_topk=5,
+    ).eval()
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    raw = model.extract(images)
+    assert model.nearest_neighbour is not None and model.gaussian is not None
+    model.nearest_neighbour.fit(model.nearest_neighbour.embed(raw))
+    out = model(images)
+    probability = out.logits.softmax(dim=1)[:, 1:2]
+    # not fitted yet: the Gaussian term stays out
+    torch.testing.assert_close(out.anomaly_map, 0.8 * probability + 0.2 * _squash(model.nearest_neighbour(raw)))
+    model.gaussian.fit(model.gaussian.embed(raw))
+    out = model(images)
+    n, g = _squash(model.nearest_neighbour(raw)), _squash(model.gaussian(raw))
+    torch.testing.assert_close(out.anomaly_map, 0.5 * probability + 0.2 * n + 0.3 * g)
+    expected = (0.3 * probability + 0.2 * n + 0.5 * g).flatten(1).sort(dim=1, descending=True).values[:, :5].mean(1)
+    torch.testing.assert_close(out.pred_score, expected)
+    with pytest.raises(ValueError, match="map's normality weights"):
+        tiny_model(neighbour_weight=0.6, neighbour_levels=[1], gaussian_weight=0.5, gaussian_levels=[0])
+    with pytest.raises(ValueError, match="gaussian_levels"):
+        tiny_model(gaussian_weight=0.3)
+
+
+def _squash(distance: torch.Tensor) -> torch.Tensor:
+    d = torch.nn.functional.interpolate(distance, size=(64, 64), mode="bilinear", align_corners=False)
+    return d / (1 + d)
+
+
+def test_warm_up_fits_the_gaussian_and_an_older_checkpoint_loads_it_unfitted(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from tests.models.tiny_realnet import tiny_model, tiny_realnet
+
+    def build():  # the Lightning module around a tiny torch model with the term on levels 0 and 1
+        module = tiny_realnet(neighbour_weight=0.0)
+        module.model = tiny_model(gaussian_weight=0.2, gaussian_levels=[0, 1], gaussian_features=5)
+        return module
+
+    module = build()
+    generator = torch.Generator().manual_seed(4)
+    loader = [SimpleNamespace(image=torch.rand(4, 3, 64, 64, generator=generator)) for _ in range(3)]
+    module.warm_up(loader, progress=False)
+    assert module.model.gaussian_ready and not module.model.neighbour_ready
+    assert module.model.gaussian is not None and module.model.gaussian.mean.shape == (16 * 16, 5)
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith("model.gaussian.")}
+    older = build()
+    older.load_state_dict(state)
+    assert not older.model.gaussian_ready
+    with pytest.warns(UserWarning, match="fit_gaussian"):
+        older.on_test_start()
+    older.fit_gaussian(loader, progress=False)
+    torch.testing.assert_close(older.model.gaussian.precision, module.model.gaussian.precision)
