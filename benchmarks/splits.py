@@ -5,6 +5,10 @@ test class (``test/good`` and every ``test/<defect>``) is halved by a seeded
 permutation of its sorted file names; the training split and the masks are shared.
 
     python benchmarks/splits.py --root ../shared/datasets/bsdata --out results/splits/bsdata
+
+``--grow N`` also builds ``<out>/grown``: every training image plus N horizontally
+flipped copies of the first ones (PNG), with the test half, for timing a training set
+larger than the data set (e.g. 700 BSData images: ``--grow 200``).
 """
 
 from __future__ import annotations
@@ -42,11 +46,36 @@ def make_halves(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
     return halves
 
 
+def grow(root: Path, test_half: Path, out: Path, extra: int) -> Path:
+    """``out``: links to every training image, ``extra`` flipped copies and the test half (idempotent)."""
+    from PIL import Image, ImageOps
+
+    images = sorted(p for p in (Path(root) / "train" / "good").iterdir() if p.is_file())
+    if not 0 <= extra <= len(images):
+        raise SystemExit(f"--grow {extra}: expected 0..{len(images)} (the training images to flip).")
+    good = Path(out) / "train" / "good"
+    for image in images:
+        _link(image, good / image.name)
+    for image in images[:extra]:
+        target = good / f"flipped_{image.stem}.png"
+        if not target.exists():
+            partial = target.with_suffix(".part.png")
+            ImageOps.mirror(Image.open(image)).save(partial)
+            partial.replace(target)  # atomic: a crash leaves no half-written image
+    for name in ("test", "ground_truth"):
+        _link(Path(test_half) / name, Path(out) / name)
+    return Path(out)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grow", type=int, default=0, help="flipped training copies added in <out>/grown")
     args = parser.parse_args()
-    for name, path in make_halves(args.root, args.out, args.seed).items():
+    halves = make_halves(args.root, args.out, args.seed)
+    if args.grow:
+        halves["grown"] = grow(args.root, halves["test"], Path(args.out) / "grown", args.grow)
+    for name, path in halves.items():
         print(name, path)
