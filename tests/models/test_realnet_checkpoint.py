@@ -47,7 +47,15 @@ def test_checkpoints_without_the_residual_scale_load_and_warn_when_it_is_used(tm
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("model.residual_scale")}
     path = tmp_path / "old.ckpt"
     torch.save({"state_dict": state}, path)
-    tuned = RealNet(dims=(8, 8, 8, 8), evaluator=False, residual_weight=0.05, neighbour_weight=0.0, init_weights=path)
+    tuned = RealNet(
+        dims=(8, 8, 8, 8),
+        evaluator=False,
+        residual_weight=0.05,
+        neighbour_weight=0.0,
+        gaussian_weight=0.0,
+        score_gaussian_weight=0.0,
+        init_weights=path,
+    )
     with pytest.warns(UserWarning, match="never measured"):
         tuned.on_test_start()
     tuned.model.residual_scale_done.fill_(True)
@@ -55,7 +63,14 @@ def test_checkpoints_without_the_residual_scale_load_and_warn_when_it_is_used(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tuned.on_test_start()  # measured: no warning
-        RealNet(dims=(8, 8, 8, 8), evaluator=False, neighbour_weight=0.0, init_weights=path).on_test_start()  # unused
+        RealNet(
+            dims=(8, 8, 8, 8),
+            evaluator=False,
+            neighbour_weight=0.0,
+            gaussian_weight=0.0,
+            score_gaussian_weight=0.0,
+            init_weights=path,
+        ).on_test_start()  # unused
 
 
 def test_init_weights_starts_from_a_checkpoint_with_its_afs_indices(tmp_path):
