@@ -6,9 +6,14 @@ split of an MVTec-style folder, then keeps, per pixel of the **validation** and
 scaled reconstruction residual r and the nearest-neighbour distance n. Every
 ``neighbour_weight`` and image score (plain max, top k, 16x16 box) is then scored on
 both halves without training again (a row's image columns are the image score at
-that ``score_neighbour_weight``, its pixel columns the map at that ``neighbour_weight``).
+that ``score_neighbour_weight``, its pixel columns the map at that ``neighbour_weight``;
+the rows mix p with n only). ``--gaussians`` adds per-position Gaussian terms (g0,
+g1, ...) fitted on the clean training images, and rows mixing each at every
+``--gaussian-weights``; ``--dump`` saves p, n, g*, labels and masks of both halves for
+further sweeps. ``--channels random|first|all`` replaces AFS for the AFS ablation.
 Choose on the validation half; the test half reports. The line above each table is
-``engine.test`` of the model as configured. Run it alone:
+``engine.test`` of the model as configured (every normality term of its defaults).
+Run it alone:
 
     python benchmarks/recipe_sweep.py --root ../shared/datasets/deeppcb --epochs 8 \\
         --realnet-args '{"neighbour_weight": 0.5, "score_neighbour_weight": 0.5}' \\

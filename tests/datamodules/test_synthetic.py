@@ -128,6 +128,45 @@ def test_datamodule_epochs_differ_and_do_not_depend_on_workers_or_batch_size(tin
         assert not torch.equal(reference[0][key][0], reference[1][key][0])
 
 
+def test_the_default_datamodule_draws_fresh_anomalies_at_its_one_ratio(tiny_folder):
+    """Every default: the shipped DefaultMix over the training folder, ratio 0.5, fresh every epoch."""
+    from anomalysynth.synth import DefaultMix
+
+    reference: dict[int, dict] = {}
+    coins: list[bool] = []
+    for workers, batch_size in ((0, 4), (2, 3)):
+        dm = SyntheticAnomalyDataModule(tiny_folder, num_workers=workers, train_batch_size=batch_size)
+        dm.setup("fit")
+        assert isinstance(dm.synthesizer, DefaultMix) and dm.anomaly_ratio == 0.5
+        for epoch in range(12 if workers == 0 else 2):
+            loader = dm.train_dataloader()
+            loader.sampler.set_epoch(epoch)
+            items = {}
+            for batch in loader:
+                for i, path in enumerate(batch.image_path):
+                    coin = bool(batch.synthesis_params["anomalous"][i])
+                    label, mask = bool(batch.gt_label[i]), batch.gt_mask[i]
+                    # a label only where the coin fell on "anomalous", and the mask says the same
+                    assert coin or not label
+                    assert label == bool(mask.any())
+                    items[path] = (batch.image[i].clone(), mask.clone(), label)
+                    if workers == 0:
+                        coins.append(coin)
+            if epoch in (0, 1):
+                if epoch not in reference:
+                    reference[epoch] = items
+                    continue
+                for key, (image, mask, label) in items.items():  # the same with 2 workers and batches of 3
+                    assert torch.equal(image, reference[epoch][key][0]) and torch.equal(mask, reference[epoch][key][1])
+                    assert label == reference[epoch][key][2]
+    # the one coin: the realised fraction of anomalous draws is the ratio (within 3 standard deviations)
+    n = len(coins)
+    assert abs(sum(coins) / n - 0.5) < 3 * (0.25 / n) ** 0.5
+    # a labelled image carries a different anomaly in the next epoch
+    changed = [k for k in reference[0] if reference[0][k][2] and reference[1][k][2]]
+    assert changed and all(not torch.equal(reference[0][k][0], reference[1][k][0]) for k in changed)
+
+
 def test_on_device_callback_matches_the_dataset_path(tiny_folder):
     tiny_folder.setup()
     synth = create_synthesizer("perlin_texture")
