@@ -27,6 +27,9 @@ On a machine with a GPU (the ``cuda`` rows fill in; pick the card with
 
     CUDA_VISIBLE_DEVICES=0 python benchmarks/devices.py --images 1024 --size 256 --batch 128 --repeats 5
 
+Model-backed synthesizers take their weights through ``--synth-args`` (e.g. ``--synthesizers
+sdas --synth-args '{"sdas": {"checkpoint": "results/sdas/last.ckpt"}}'``).
+
 Several GPUs build a bank together through ``anomalysynth cache --trainer.devices N
 --trainer.strategy ddp`` (each rank synthesizes its own blocks); this script measures
 one device at a time.
@@ -35,6 +38,7 @@ one device at a time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -111,8 +115,10 @@ def torch_code_only() -> Iterator[None]:
             os.environ["ANOMALYSYNTH_KERNELS"] = previous
 
 
-def synthesis_rows(name: str, images: torch.Tensor, batch: int, repeats: int) -> list[tuple[str, float | None]]:
-    synth = create_synthesizer(name)
+def synthesis_rows(
+    name: str, images: torch.Tensor, batch: int, repeats: int, kwargs: dict | None = None
+) -> list[tuple[str, float | None]]:
+    synth = create_synthesizer(name, **(kwargs or {}))
     keys = list(range(images.shape[0]))
     calls = iter(range(10**9))
 
@@ -147,8 +153,10 @@ def synthesis_rows(name: str, images: torch.Tensor, batch: int, repeats: int) ->
     return rows
 
 
-def bank_rows(name: str, images: torch.Tensor, batch: int, repeats: int) -> list[tuple[str, float | None]]:
-    source = SyntheticAnomalyDataset(images, create_synthesizer(name), anomaly_ratio=1.0)
+def bank_rows(
+    name: str, images: torch.Tensor, batch: int, repeats: int, kwargs: dict | None = None
+) -> list[tuple[str, float | None]]:
+    source = SyntheticAnomalyDataset(images, create_synthesizer(name, **(kwargs or {})), anomaly_ratio=1.0)
     key = SynthesisCache.key(source)
     n = images.shape[0]
 
@@ -189,6 +197,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--synthesizers", nargs="+", default=["perlin_texture", "cutpaste"])
+    parser.add_argument(
+        "--synth-args",
+        type=json.loads,
+        default={},
+        help="constructor arguments per synthesizer, e.g. "
+        '\'{"sdas": {"checkpoint": "sdas.ckpt"}, "anomalyany": {"pipeline_path": "sd/", "clip_path": "clip/"}}\'',
+    )
     args = parser.parse_args()
     for name, value in (("images", args.images), ("size", args.size), ("batch", args.batch), ("repeats", args.repeats)):
         if value < 1:
@@ -205,10 +220,11 @@ def main() -> None:
     for name in args.synthesizers:
         print_section(
             f"{name}: keyed synthesis (anchor: cpu, 1 image per call)",
-            synthesis_rows(name, images, args.batch, args.repeats),
+            synthesis_rows(name, images, args.batch, args.repeats, args.synth_args.get(name)),
         )
         print_section(
-            f"{name}: bank building (anchor: cpu, blocks of 1)", bank_rows(name, images, args.batch, args.repeats)
+            f"{name}: bank building (anchor: cpu, blocks of 1)",
+            bank_rows(name, images, args.batch, args.repeats, args.synth_args.get(name)),
         )
 
 
