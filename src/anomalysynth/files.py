@@ -61,6 +61,20 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def path_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a weights file, or of a folder's files (relative name, size and content of
+    each, sorted): what a cache key needs to notice weights replaced at the same path."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    if not path.is_dir():
+        raise ValueError(f"Expected a weights file or folder at {str(path)!r}; nothing is there.")
+    h = hashlib.sha256()
+    for file in sorted(f for f in path.rglob("*") if f.is_file()):
+        h.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0{file_sha256(file)}\n".encode())
+    return h.hexdigest()
+
+
 def torch_bytes(obj: object) -> bytes:
     """``torch.save`` output as bytes."""
     buffer = io.BytesIO()

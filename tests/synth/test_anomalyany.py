@@ -270,3 +270,11 @@ def test_batched_generation_is_opt_in_and_close_to_one_at_a_time(tiny_sd):
     assert torch.equal(batched(images, params=b.params).image, b.image)
     with pytest.raises(ValueError, match="batch_size"):
         AnomalyAny(**kwargs, batch_size=0)
+
+
+def test_config_records_the_loaded_weights_content(tiny_sd):
+    from anomalysynth.files import path_sha256
+
+    kwargs = anomalyany_kwargs(tiny_sd)
+    digests = AnomalyAny(**kwargs).config()["weights_sha256"]
+    assert digests == {"pipeline": path_sha256(kwargs["pipeline_path"]), "clip": path_sha256(kwargs["clip_path"])}

@@ -77,3 +77,28 @@ def test_a_sampler_inside_a_source_mixture_is_moved_too(tiny_checkpoint):
     assert {p.dtype for p in sampler_source.sampler.parameters()} == {torch.float64}
     out = synth(photo_batch(4, 3, size=24).double(), generator=torch.Generator().manual_seed(0))
     assert out.image.dtype == torch.float64 and (out.params["source_choice"] == 1).any()
+
+
+def test_weights_replaced_at_the_same_path_change_the_cache_key(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from anomalysynth.datamodules.cache import SynthesisCache
+    from anomalysynth.datamodules.synthetic import SyntheticAnomalyDataset
+    from anomalysynth.files import path_sha256
+
+    path = tmp_path / "sdas.ckpt"
+    shutil.copy(tiny_checkpoint, path)
+    images = photo_batch(2, 3, size=24)
+
+    def key() -> str:
+        synth = SDASBlend(checkpoint=path, num_steps=2)
+        assert synth.config()["checkpoint_sha256"] == path_sha256(path)
+        return SynthesisCache.key(SyntheticAnomalyDataset(images, synth, anomaly_ratio=1.0))
+
+    before = key()
+    assert key() == before  # the same weights: the same key
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    name = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point())
+    checkpoint["state_dict"][name] = checkpoint["state_dict"][name] + 0.1  # retrained weights, same file name
+    torch.save(checkpoint, path)
+    assert key() != before

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from anomalysynth.files import path_sha256
 from anomalysynth.seeding import draw
 from anomalysynth.synth.base import Synthesizer, register_synthesizer
 from anomalysynth.synth.textures import match_channels
@@ -153,6 +154,8 @@ class AnomalyAny(Synthesizer):
         self.batch_size = int(batch_size)
         self.progress = progress
         self._load(Path(pipeline_path), Path(clip_path))
+        # the loaded weights' content: a cache key tells weights replaced at the same path apart
+        self._weights_sha256 = {"pipeline": path_sha256(pipeline_path), "clip": path_sha256(clip_path)}
         self.prompts, self.anomaly_words, self.details = self._build_prompts(prompts)
         from anomalysynth.diffusion.attention import find_token_indices
 
@@ -168,6 +171,9 @@ class AnomalyAny(Synthesizer):
         ]
 
     # -- loading ---------------------------------------------------------------------------------
+    def config(self) -> dict[str, object]:
+        return {**super().config(), "weights_sha256": dict(self._weights_sha256)}
+
     def _load(self, pipeline_path: Path, clip_path: Path) -> None:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from anomalysynth.files import path_sha256
 from anomalysynth.synth.blended import BlendedSynthesizer
 from anomalysynth.synth.blends import AlphaBlend
 from anomalysynth.synth.masks import PerlinMask
@@ -82,9 +83,14 @@ class SDASBlend(BlendedSynthesizer):
         )
         self.bank = None if bank is None else str(bank)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
+        # digested when loaded, so a cache key tells weights replaced at the same path apart
+        self._checkpoint_sha256 = None if checkpoint is None else path_sha256(checkpoint)
         self.sdas_strength, self.num_steps = sdas_strength, int(num_steps)
         self.opacity = self.blend.opacity  # type: ignore[attr-defined]
         self.perlin_scale, self.threshold, self.rotation_deg = perlin_scale, float(threshold), rotation_deg
 
     def config(self) -> dict[str, object]:
-        return {**super().config(), "bank_key": getattr(self.source, "bank_key", None)}
+        out = {**super().config(), "bank_key": getattr(self.source, "bank_key", None)}
+        if self._checkpoint_sha256 is not None:  # the loaded weights' content, not only their path
+            out["checkpoint_sha256"] = self._checkpoint_sha256
+        return out
