@@ -63,8 +63,12 @@ def test_state_dict_round_trip_and_errors() -> None:
     other.load_state_dict(term.state_dict())
     query = _levels(2, generator)
     torch.testing.assert_close(other(query), term(query))
-    with pytest.raises(ValueError, match="fitted on 16 positions"):
-        term([torch.randn(1, 3, 8, 8), torch.randn(1, 2, 4, 4)])
+    # features of another size are compared at the same relative positions: resampled to the fitted grid
+    larger = [torch.nn.functional.interpolate(f, scale_factor=2, mode="bilinear") for f in query]
+    resampled = term(larger)
+    assert resampled.shape == (2, 1, 4, 4)
+    embedding = torch.nn.functional.interpolate(term.embed(larger), size=(4, 4), mode="bilinear")
+    torch.testing.assert_close(resampled[:, 0].flatten(1), term.distance(embedding) / term.scale)
     with pytest.raises(ValueError, match="`features` must lie in"):
         GaussianNormality([0], [3], features=4)
 

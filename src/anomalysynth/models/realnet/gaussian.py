@@ -40,6 +40,7 @@ class GaussianNormality(nn.Module):
     """
 
     index: Tensor
+    grid: Tensor
     mean: Tensor
     precision: Tensor
     scale: Tensor
@@ -60,6 +61,7 @@ class GaussianNormality(nn.Module):
         self.epsilon = float(epsilon)
         generator = torch.Generator().manual_seed(int(seed))
         self.register_buffer("index", torch.randperm(total, generator=generator)[:features].sort().values)
+        self.register_buffer("grid", torch.zeros(2, dtype=torch.long))  # (h, w) of the fitted positions
         self.register_buffer("mean", torch.zeros(0, features))
         self.register_buffer("precision", torch.zeros(0, features, features))
         self.register_buffer("scale", torch.tensor(1.0))
@@ -73,17 +75,19 @@ class GaussianNormality(nn.Module):
         return torch.cat(out, dim=1).index_select(1, self.index.to(chosen[0].device))
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
-        """(B, 1, h, w) Mahalanobis distance at each position over ``scale`` (near 1 on normal places)."""
+        """(B, 1, h, w) Mahalanobis distance at each position over ``scale`` (near 1 on normal places).
+
+        Features of another size than the fitted one are resampled (bilinear) to the fitted
+        grid first, so each place is compared with the same relative position; the map is
+        then at the fitted grid's size.
+        """
         if not bool(self.fitted):
             raise RuntimeError("The Gaussian normality term is not fitted yet: call `fit(embeddings)` first.")
         embedding = self.embed(features)
-        b, h, w = embedding.shape[0], *embedding.shape[-2:]
-        if self.mean.shape[0] != h * w:
-            raise ValueError(
-                f"The Gaussian normality term was fitted on {self.mean.shape[0]} positions; these features have "
-                f"{h}x{w}: use the image size it was fitted at."
-            )
-        return (self.distance(embedding) / self.scale.clamp_min(1e-12)).view(b, 1, h, w)
+        grid = (int(self.grid[0]), int(self.grid[1]))
+        if tuple(embedding.shape[-2:]) != grid:
+            embedding = F.interpolate(embedding, size=grid, mode="bilinear", align_corners=False)
+        return (self.distance(embedding) / self.scale.clamp_min(1e-12)).view(embedding.shape[0], 1, *grid)
 
     def distance(self, embedding: Tensor) -> Tensor:
         """(B, h*w) Mahalanobis distances of (B, D, h, w) embeddings."""
@@ -111,6 +115,7 @@ class GaussianNormality(nn.Module):
         centred = fit - mean.unsqueeze(1)
         covariance = torch.bmm(centred.transpose(1, 2), centred) / max(fit.shape[1] - 1, 1)
         covariance += self.epsilon * torch.eye(d, dtype=covariance.dtype)
+        self.grid.copy_(torch.tensor(embeddings.shape[-2:]))
         self.mean = mean.float().to(self.mean.device)
         self.precision = torch.linalg.inv(covariance).float().to(self.precision.device)
         calibration = embeddings[held] if bool(held.any()) else embeddings
