@@ -46,14 +46,7 @@ def fit_gaussians(model: Any, loader: Any, variants: list[dict[str, Any]]) -> li
     terms = [
         GaussianNormality(v["levels"], [net.channels[k] for k in v["levels"]], v.get("features", 64)) for v in variants
     ]
-    embeddings: list[list[torch.Tensor]] = [[] for _ in terms]
-    with torch.inference_mode():
-        for batch in loader:
-            raw = net.extract(model._pre(batch.image))
-            for term, store in zip(terms, embeddings, strict=True):
-                store.append(term.embed(raw))
-    for term, store in zip(terms, embeddings, strict=True):
-        term.fit(torch.cat(store))
+    model._fit_normality_terms(loader, terms, progress=False)  # the warm-up's one pass, for extra terms
     return terms
 
 

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anomalysynth.models.realnet.nearest_neighbour import held_out
+
 __all__ = ["GaussianNormality"]
 
 
@@ -107,9 +109,7 @@ class GaussianNormality(nn.Module):
         n, d = embeddings.shape[:2]
         if d != len(self.index):
             raise ValueError(f"Expected embeddings of {len(self.index)} channels (`embed`); got {d}.")
-        held = torch.zeros(n, dtype=torch.bool)
-        if n > 1:
-            held[torch.arange(n // 8) * 8 + 7 if n >= 8 else torch.tensor([n - 1])] = True
+        held = held_out(n)
         fit = embeddings[~held].flatten(2).permute(2, 0, 1).double()  # (P, N, D)
         mean = fit.mean(dim=1)
         centred = fit - mean.unsqueeze(1)

@@ -27,6 +27,7 @@ from anomalysynth.models.realnet.checkpoint import upgrade_state_dict
 from anomalysynth.models.realnet.feature_anomalies import FeatureNoiseAnomalies, FeatureNoiseDraw
 from anomalysynth.models.realnet.features import FeatureStatistics, default_dims
 from anomalysynth.models.realnet.reconstruction import reconstruction_residuals
+from anomalysynth.models.realnet.scoring import term_on
 from anomalysynth.models.realnet.torch_model import RealNetModel
 from anomalysynth.seeding import keyed_generators
 from anomalysynth.selection import AFSPlan, save_indices, train_loader
@@ -194,7 +195,7 @@ class RealNet(AnomalibModule):
                 "(the nearest-neighbour term compares those levels' features)."
             )
         gaussian = sorted({int(r) for r in gaussian_levels})
-        gaussian_on = gaussian_weight > 0 or (score_gaussian_weight is not None and score_gaussian_weight > 0)
+        gaussian_on = term_on(gaussian_weight, score_gaussian_weight)
         if gaussian_on and not set(gaussian) <= set(levels):
             raise ValueError(
                 f"`gaussian_levels` {gaussian} must be among the reconstructed `levels` {levels} "

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["NearestNeighbourNormality", "greedy_coreset", "nearest_distance"]
+__all__ = ["NearestNeighbourNormality", "greedy_coreset", "held_out", "nearest_distance"]
 
 
 class NearestNeighbourNormality(nn.Module):
@@ -100,9 +100,7 @@ class NearestNeighbourNormality(nn.Module):
             raise ValueError(f"Expected (N, D, h, w) embeddings of N >= 1 images; got {tuple(embeddings.shape)}.")
         generator = generator or torch.Generator().manual_seed(0)
         n, d = embeddings.shape[:2]
-        held = torch.zeros(n, dtype=torch.bool)
-        if n > 1:
-            held[torch.arange(n // 8) * 8 + 7 if n >= 8 else torch.tensor([n - 1])] = True
+        held = held_out(n)
         patches = embeddings.permute(0, 2, 3, 1).float()
         candidates = patches[~held].reshape(-1, d)
         if len(candidates) > max_candidates:
@@ -126,6 +124,15 @@ class NearestNeighbourNormality(nn.Module):
         if isinstance(bank, Tensor) and bank.shape != self.bank.shape:
             self.bank = torch.zeros_like(bank, device=self.bank.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def held_out(n: int) -> Tensor:
+    """(n,) bool: the images a normality term holds out to measure its scale, every 8th
+    (the last one when n < 8; none when n == 1)."""
+    held = torch.zeros(n, dtype=torch.bool)
+    if n > 1:
+        held[torch.arange(n // 8) * 8 + 7 if n >= 8 else torch.tensor([n - 1])] = True
+    return held
 
 
 def nearest_distance(query: Tensor, bank: Tensor, chunk: int = 4096) -> Tensor:

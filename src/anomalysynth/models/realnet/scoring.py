@@ -27,6 +27,7 @@ __all__ = [
     "mix_normality",
     "mix_residual",
     "residual_map",
+    "term_on",
     "track_residual_scale",
 ]
 
@@ -142,6 +143,11 @@ class AnomalyScoring:
         # the 16x16 box mean as two 1-D passes: 32 instead of 256 reads per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(anomaly_map, (pool, 1), stride=1), (1, pool), stride=1)
         return pooled.flatten(1).amax(dim=1)
+
+
+def term_on(weight: float, score_weight: float | None) -> bool:
+    """Whether a normality term enters the map (``weight``) or the image score (``score_weight``)."""
+    return weight > 0 or (score_weight is not None and score_weight > 0)
 
 
 def anomaly_probability(logits: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ from anomalysynth.models.realnet.scoring import (
     NormalityTerm,
     mix_residual,
     residual_map,
+    term_on,
     track_residual_scale,
 )
 
@@ -184,7 +185,7 @@ class RealNetModel(nn.Module):
             self.gaussian = GaussianNormality(
                 gaussian_levels, [channels[k] for k in gaussian_levels], gaussian_features
             )
-        elif gaussian_weight > 0 or (score_gaussian_weight or 0) > 0:
+        elif term_on(gaussian_weight, score_gaussian_weight):
             raise ValueError("A Gaussian normality weight > 0 needs `gaussian_levels` (the levels the term models).")
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
 
@@ -304,8 +305,7 @@ class RealNetModel(nn.Module):
     @property
     def gaussian_active(self) -> bool:
         """Whether the per-position Gaussian term enters the map or the image score."""
-        score = self.scoring.score_gaussian_weight
-        return self.scoring.gaussian_weight > 0 or (score is not None and score > 0)
+        return term_on(self.scoring.gaussian_weight, self.scoring.score_gaussian_weight)
 
     @property
     def gaussian_ready(self) -> bool:
