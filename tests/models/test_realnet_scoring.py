@@ -115,3 +115,27 @@ def test_scoring_settings_live_in_one_place_and_are_checked():
     assert model.scoring.score_topk == 3
     with pytest.raises(ValueError, match="score_pool"):
         AnomalyScoring(score_pool=0)
+
+
+def test_score_sigma_smooths_the_map_the_image_score_reads():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 2, 40, 36, generator=g)
+    p = logits.softmax(dim=1)[:, 1:2]
+    scoring = AnomalyScoring(score_topk=20, map_sigma=2.0, score_sigma=3.0)
+    anomaly_map, score = scoring(logits)
+    # scipy's filter with the same truncation (4 sigma) and edge rule (replicate = "nearest")
+    reference = np.stack([ndimage.gaussian_filter(p[i, 0].double().numpy(), 3.0, mode="nearest") for i in range(2)])
+    expected = np.sort(reference.reshape(2, -1), axis=1)[:, -20:].mean(axis=1)
+    np.testing.assert_allclose(score.numpy(), expected, rtol=1e-5)
+    assert torch.allclose(anomaly_map, gaussian_blur(p, 2.0))  # the returned map keeps map_sigma
+    # one hot pixel against a dimmer 7x7 patch: the plain max picks the pixel, the smoothed score the patch
+    spot = torch.zeros(2, 1, 40, 40)
+    spot[0, 0, 10, 10] = 1.0
+    spot[1, 0, 20:27, 20:27] = 0.6
+    spot_logits = torch.cat([torch.zeros_like(spot), torch.logit(spot.clamp(1e-4, 1 - 1e-4))], dim=1)
+    plain = AnomalyScoring(score_topk=1)(spot_logits)[1]
+    smoothed = AnomalyScoring(score_topk=1, score_sigma=2.0)(spot_logits)[1]
+    assert plain[0] > plain[1] and smoothed[1] > smoothed[0]
+    with pytest.raises(ValueError, match="score_sigma"):
+        AnomalyScoring(score_sigma=-1.0)

@@ -121,6 +121,9 @@ class RealNet(AnomalibModule):
             (``None``: ``gaussian_weight``); the term is on while either is > 0.
         gaussian_levels: backbone strides the Gaussian term models (among ``levels``).
         gaussian_features: channels it keeps.
+        score_sigma: smooth the map the image score is taken from with a Gaussian of
+            this standard deviation in pixels before the top k (0: none, RealNet), so a
+            score rests on a neighbourhood rather than on single pixels.
         feature_anomalies: probability that a normal training sample (one without a
             synthetic anomaly) also becomes an anomaly in feature space: SimpleNet's
             Gaussian noise (:class:`~anomalysynth.features.GaussianFeatureNoise`) on its
@@ -166,6 +169,7 @@ class RealNet(AnomalibModule):
         score_gaussian_weight: float | None = 0.1,
         gaussian_levels: Sequence[int] = (4, 8, 16),
         gaussian_features: int = 32,
+        score_sigma: float = 0.0,
         feature_anomalies: float = 0.0,
         feature_noise_std: float = 0.015,
         feature_anomaly_mask: Literal["perlin", "whole"] = "perlin",
@@ -220,6 +224,7 @@ class RealNet(AnomalibModule):
             gaussian_levels=[levels.index(r) for r in gaussian] if gaussian_on else None,
             gaussian_features=gaussian_features,
             score_gaussian_weight=score_gaussian_weight,
+            score_sigma=score_sigma,
         )
         self.lr = float(lr)
         if feature_stats_batches < 1:

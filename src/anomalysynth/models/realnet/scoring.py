@@ -61,6 +61,10 @@ class AnomalyScoring:
             Mahalanobis distance to the normal images at that place; RealNet: 0).
         score_gaussian_weight: its weight in the map the image score is taken from
             (``None``: ``gaussian_weight``).
+        score_sigma: standard deviation in pixels of a Gaussian that smooths the map the
+            image score is taken from, before its top k or box mean (0: none, RealNet).
+            A score then rests on a neighbourhood rather than on single pixels, as
+            PaDiM's and PatchCore's max of a smoothed map does.
 
     The weights of the map (residual, neighbour, Gaussian) sum to at most 1, and so do
     the image score's.
@@ -76,6 +80,7 @@ class AnomalyScoring:
         score_neighbour_weight: float | None = None,
         gaussian_weight: float = 0.0,
         score_gaussian_weight: float | None = None,
+        score_sigma: float = 0.0,
     ) -> None:
         if score_pool < 1:
             raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
@@ -83,6 +88,8 @@ class AnomalyScoring:
             raise ValueError(f"`score_topk` must be an int >= 0 (0: use score_pool); got {score_topk!r}.")
         if not map_sigma >= 0:
             raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
+        if not score_sigma >= 0:
+            raise ValueError(f"`score_sigma` must be >= 0 (0: the image score reads the raw map); got {score_sigma}.")
         if not 0 <= residual_weight <= 1:
             raise ValueError(
                 f"`residual_weight` must lie in [0, 1] (0: the discriminator's map alone); got {residual_weight}."
@@ -115,13 +122,14 @@ class AnomalyScoring:
         self.score_pool = int(score_pool)
         self.score_topk = score_topk
         self.map_sigma = float(map_sigma)
+        self.score_sigma = float(score_sigma)
         self.residual_weight = float(residual_weight)
 
     def __call__(self, logits: Tensor, terms: Sequence[NormalityTerm] = ()) -> tuple[Tensor, Tensor]:
         """(B, 2, H, W) logits at image size and the normality terms -> (B, 1, H, W) map and (B,) scores.
 
-        The image score reads the unsmoothed map mixed with each term's ``score_weight``
-        (the map's own mix when no term has a different one).
+        The image score reads the map mixed with each term's ``score_weight`` (the map's
+        own mix when no term has a different one), smoothed by ``score_sigma`` only.
         """
         probability = anomaly_probability(logits)
         anomaly_map = mix_normality(probability, terms)
@@ -135,7 +143,10 @@ class AnomalyScoring:
         return anomaly_map, score
 
     def image_score(self, anomaly_map: Tensor) -> Tensor:
-        """(B,) the ``score_topk`` mean, else the max of the ``score_pool`` box mean, of a (B, 1, H, W) map."""
+        """(B,) the ``score_topk`` mean, else the max of the ``score_pool`` box mean, of a (B, 1, H, W) map
+        (first smoothed by ``score_sigma``)."""
+        if self.score_sigma > 0:
+            anomaly_map = gaussian_blur(anomaly_map, self.score_sigma)
         if self.score_topk > 0:
             k = min(self.score_topk, anomaly_map[0].numel())
             return anomaly_map.flatten(1).topk(k, dim=1).values.mean(dim=1)

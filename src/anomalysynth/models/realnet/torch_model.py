@@ -115,6 +115,8 @@ class RealNetModel(nn.Module):
         gaussian_features: channels it keeps (a seeded random subset of those levels').
         score_gaussian_weight: its weight in the map the image score reads (``None``:
             ``gaussian_weight``); the term is on while either weight is > 0.
+        score_sigma: smooth the map the image score reads with a Gaussian of this
+            standard deviation in pixels before its top k or box mean (0: none).
     """
 
     residual_scale: Tensor
@@ -143,6 +145,7 @@ class RealNetModel(nn.Module):
         gaussian_levels: Sequence[int] | None = None,
         gaussian_features: int = 64,
         score_gaussian_weight: float | None = None,
+        score_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         if dims is None:
@@ -168,6 +171,7 @@ class RealNetModel(nn.Module):
             score_neighbour_weight,
             gaussian_weight,
             score_gaussian_weight,
+            score_sigma,
         )
         self.nearest_neighbour: NearestNeighbourNormality | None = None
         if neighbour_levels is not None:
@@ -329,6 +333,7 @@ class RealNetModel(nn.Module):
     score_pool = _scoring_setting("score_pool")
     score_topk = _scoring_setting("score_topk")
     map_sigma = _scoring_setting("map_sigma")
+    score_sigma = _scoring_setting("score_sigma")
     residual_weight = _scoring_setting("residual_weight")
     neighbour_weight = _scoring_setting("neighbour_weight")
     score_neighbour_weight = _scoring_setting("score_neighbour_weight")

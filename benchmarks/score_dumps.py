@@ -1,0 +1,168 @@
+"""Sweep RealNet's scoring over the maps ``recipe_sweep.py --dump`` saved, on several sets at once.
+
+``recipe_sweep.py --dump`` keeps, per pixel of both halves of a folder, the
+discriminator's probability p, the nearest-neighbour distance n and every extra
+Gaussian term g0, g1, ... it was given. Scoring settings change only how those maps
+are mixed, so they can be chosen here without training: every image score (the
+weights of n and of one Gaussian term in the map the score reads, top k or plain max,
+an optional blur before it) and every map (the same weights, smoothed with
+``--sigma``) is scored on the **validation** halves of all dumps; the rows are
+ranked by their mean over the dumps, and the shipped setting (the first row) and the
+best ``--show`` rows are then scored on the test halves too (they report; they do not
+choose). Run it alone:
+
+    python benchmarks/score_dumps.py results/dumps/deeppcb_s0.pt results/dumps/bsdata_s0.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def squashed(data: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """p as it is; a distance r as r / (1 + r), the form each term enters the map in."""
+    value = data[key].float()
+    return value if key == "p" else value / (1 + value)
+
+
+def mixed(parts: dict[str, torch.Tensor], n: float, gaussian: str, g: float) -> torch.Tensor:
+    """(1 - n - g) p + n n' + g g' over the squashed maps."""
+    out = (1 - n - g) * parts["p"]
+    if n > 0:
+        out = out + n * parts["n"]
+    if g > 0:
+        out = out + g * parts[gaussian]
+    return out
+
+
+def image_scores(amap: torch.Tensor, mode: str) -> torch.Tensor:
+    flat = amap.flatten(1)
+    if mode == "max":
+        return flat.amax(dim=1)
+    return flat.topk(int(mode[3:]), dim=1).values.mean(dim=1)
+
+
+def prepared(data: dict[str, torch.Tensor], sigmas: set[float]) -> dict[float, dict[str, torch.Tensor]]:
+    """The squashed maps, blurred by each sigma (the mix is linear in them, so blur first)."""
+    from anomalysynth.filters import gaussian_blur
+
+    keys = [k for k in data if k in ("p", "n") or (k.startswith("g") and k[1:].isdigit())]
+    raw = {k: squashed(data, k) for k in keys}
+    return {s: {k: gaussian_blur(v, s) if s > 0 else v for k, v in raw.items()} for s in sigmas}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dumps", nargs="+", type=Path, help="files written by recipe_sweep.py --dump")
+    parser.add_argument("--n-weights", default="0.4,0.5,0.6,0.7", help="image score: weights of n")
+    parser.add_argument("--g-weights", default="0,0.1,0.15,0.2,0.3", help="image score: weights of the Gaussian")
+    parser.add_argument("--modes", default="max,top10,top50,top200")
+    parser.add_argument("--score-sigmas", default="0,4", help="blur of the map before the image score")
+    parser.add_argument("--map-n-weights", default="0,0.05,0.1,0.15", help="map: weights of n")
+    parser.add_argument("--map-g-weights", default="0,0.05,0.1,0.15,0.2", help="map: weights of the Gaussian")
+    parser.add_argument("--sigma", type=float, default=4.0, help="the map's smoothing")
+    parser.add_argument("--show", type=int, default=12)
+    parser.add_argument("--no-aupro", action="store_true", help="pixel AUROC only (AUPRO is the slow part)")
+    args = parser.parse_args()
+    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
+
+    from anomalib.metrics.aupro import _AUPRO
+    from torchmetrics.functional.classification import binary_auroc
+
+    torch.set_num_threads(2)
+    dumps = {p.stem: torch.load(p, weights_only=False) for p in args.dumps}
+    gaussians = sorted({k for d in dumps.values() for k in d["val"] if k.startswith("g") and k[1:].isdigit()})
+    score_sigmas = set(floats(args.score_sigmas))
+    cache: dict[tuple[str, str], Any] = {}
+    for name, d in dumps.items():
+        for half in ("val", "test"):
+            cache[name, half] = prepared(d[half], score_sigmas | {args.sigma})
+
+    def image_row(half: str, n: float, gname: str, g: float, mode: str, s: float) -> list[float]:
+        out = []
+        for name in dumps:
+            scores = image_scores(mixed(cache[name, half][s], n, gname, g), mode)
+            out.append(float(binary_auroc(scores, dumps[name][half]["label"])))
+        return out
+
+    grid = [
+        (n, gname, g, mode, s)
+        for n, gname, g, mode, s in itertools.product(
+            floats(args.n_weights),
+            gaussians or ["g0"],
+            floats(args.g_weights),
+            args.modes.split(","),
+            sorted(score_sigmas),
+        )
+        if n + g <= 1 + 1e-9 and not (g == 0 and gname != (gaussians or ["g0"])[0])
+    ]
+    rows = [(setting, image_row("val", *setting)) for setting in grid]
+    rows.sort(key=lambda r: -sum(r[1]) / len(r[1]))
+    names = list(dumps)
+    print(f"image AUROC, validation halves (ranked by the mean), then the test halves; {len(rows)} settings")
+    print(
+        f"{'n':>5s} {'g':>4s} {'gw':>5s} {'mode':>7s} {'blur':>4s} | "
+        + " ".join(f"{k:>12s}" for k in names)
+        + "     mean | "
+        + " ".join(f"{k:>12s}" for k in names)
+        + "     mean"
+    )
+    shipped = (0.6, "g0", 0.1, "top50", 0.0)
+    shown = [r for r in rows if r[0] == shipped] + rows[: args.show]
+    for setting, val in shown:
+        test = image_row("test", *setting)
+        n, gname, g, mode, s = setting
+        print(
+            f"{n:5.2f} {gname:>4s} {g:5.2f} {mode:>7s} {s:4.0f} | "
+            + " ".join(f"{v:12.4f}" for v in val)
+            + f" {sum(val) / len(val):8.4f} | "
+            + " ".join(f"{v:12.4f}" for v in test)
+            + f" {sum(test) / len(test):8.4f}",
+            flush=True,
+        )
+
+    def map_row(half: str, n: float, gname: str, g: float) -> list[float]:
+        out = []
+        for name in dumps:
+            amap = mixed(cache[name, half][args.sigma], n, gname, g)
+            mask = dumps[name][half]["mask"]
+            out.append(float(binary_auroc(amap.flatten(), mask.flatten())))
+            if not args.no_aupro:
+                aupro = _AUPRO(fpr_limit=0.3)
+                aupro.update(amap[:, 0], mask)
+                out.append(float(aupro.compute()))
+        return out
+
+    grid_map = [
+        (n, gname, g)
+        for n, gname, g in itertools.product(
+            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights)
+        )
+        if n + g <= 1 + 1e-9 and not (g == 0 and gname != (gaussians or ["g0"])[0])
+    ]
+    map_rows = [(setting, map_row("val", *setting)) for setting in grid_map]
+    map_rows.sort(key=lambda r: -sum(r[1]) / len(r[1]))
+    cols = [f"{k}:{m}" for k in names for m in (["pixel"] if args.no_aupro else ["pixel", "aupro"])]
+    print(f"\nmap (smoothed, sigma {args.sigma}), validation halves ranked by the mean, then the test halves")
+    print(f"{'n':>5s} {'g':>4s} {'gw':>5s} | " + " ".join(f"{c[-18:]:>18s}" for c in cols) + "     mean | test")
+    shipped_map = (0.1, "g0", 0.1)
+    for setting, val in [r for r in map_rows if r[0] == shipped_map] + map_rows[: args.show]:
+        test = map_row("test", *setting)
+        n, gname, g = setting
+        print(
+            f"{n:5.2f} {gname:>4s} {g:5.2f} | "
+            + " ".join(f"{v:18.4f}" for v in val)
+            + f" {sum(val) / len(val):8.4f} | "
+            + " ".join(f"{v:.4f}" for v in test)
+            + f" {sum(test) / len(test):8.4f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
