@@ -1,14 +1,17 @@
 """Evaluate saved RealNet checkpoints again with other scoring settings, without training.
 
-Scoring settings (``score_pool``, ``score_topk``, ``map_sigma``, ``residual_weight``)
+Scoring settings (``score_pool``, ``score_topk``, ``map_sigma``, ``residual_weight``,
+``score_sigma``)
 change only how a trained model turns its outputs into the anomaly map and the image
 score, so a saved model can be re-scored in seconds. Prints image AUROC (the given
 score, the plain max and the 16x16 box mean), pixel AUROC and AUPRO on the test split
 that ``detection_quality.py`` uses. A checkpoint saved before the residual scale was
-tracked gets it measured on the clean training images first. Run it alone:
+tracked gets it measured on the clean training images first. ``--realnet-args`` must
+rebuild the saved model's architecture (RealNet's defaults are the shipped recipe; a
+model saved without the normality terms needs their weights set to 0). Run it alone:
 
-    python benchmarks/rescore_realnet.py --root ../shared/datasets/deeppcb \\
-        --realnet-args '{"discriminator_features": true, "map_sigma": 4, "residual_weight": 0.05, "score_topk": 50}' \\
+    VARIANT='{"residual_weight": 0.05, "neighbour_weight": 0, "gaussian_weight": 0, "score_gaussian_weight": 0}'
+    python benchmarks/rescore_realnet.py --root ../shared/datasets/deeppcb --realnet-args "$VARIANT" \\
         results/bench/RealNet/deeppcb/v0/weights/lightning/model.ckpt
 """
 

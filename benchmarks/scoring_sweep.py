@@ -10,7 +10,7 @@ for every residual weight, and image AUROC for every weight and top k (k = 0: th
 plain max). Run it alone:
 
     python benchmarks/scoring_sweep.py --root ../shared/datasets/deeppcb --split val \\
-        --realnet-args '{"discriminator_features": true}' CHECKPOINT [CHECKPOINT ...]
+        --realnet-args '{"neighbour_weight": 0, "gaussian_weight": 0, "score_gaussian_weight": 0}' CHECKPOINT [...]
 """
 
 from __future__ import annotations

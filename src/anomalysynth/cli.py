@@ -73,9 +73,11 @@ def lightning_main(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anomalysynth`` console script."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _LIGHTNING_COMMANDS:
-        return lightning_main(argv)
+        # LightningCLI reads sys.argv itself (and warns when handed a copy of it)
+        return lightning_main(None if from_command_line else argv)
     if argv[:2] == ["cache", "sdas"]:
         return _cache_sdas(argv[2:])
     if argv and argv[0] == "cache":

@@ -139,3 +139,10 @@ def test_score_sigma_smooths_the_map_the_image_score_reads():
     assert plain[0] > plain[1] and smoothed[1] > smoothed[0]
     with pytest.raises(ValueError, match="score_sigma"):
         AnomalyScoring(score_sigma=-1.0)
+
+
+def test_an_off_neighbour_term_does_not_count_in_the_image_score_weights():
+    # neighbour_weight 0 turns the term off, so its image-score weight is unused
+    AnomalyScoring(neighbour_weight=0.0, score_neighbour_weight=0.6, score_gaussian_weight=0.5)
+    with pytest.raises(ValueError, match="image score's normality weights"):
+        AnomalyScoring(neighbour_weight=0.1, score_neighbour_weight=0.6, score_gaussian_weight=0.5)

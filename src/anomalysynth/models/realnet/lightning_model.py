@@ -52,7 +52,8 @@ class RealNet(AnomalibModule):
     Before fit, :meth:`warm_up` passes over the training data in a fixed order: AFS
     (when requested and not yet done), then the feature statistics (when
     ``standardize_features`` and not yet measured), then the nearest-neighbour bank
-    (when ``neighbour_weight`` > 0 and not yet built).
+    and the per-position Gaussian in one pass over the clean images (each when its
+    term is on and not yet fitted).
 
     Args:
         backbone: timm name; the default has offline weights.
@@ -94,7 +95,8 @@ class RealNet(AnomalibModule):
         score_topk: the image score is the mean of the map's ``score_topk`` largest
             values (0: the ``score_pool`` box mean's max, RealNet's score).
         neighbour_weight: w in [0, 1] of the nearest-neighbour normality term: the map
-            becomes (1 - w - residual_weight) p + w n / (1 + n) (+ the residual term),
+            becomes (1 - w - residual_weight - gaussian_weight) p + w n / (1 + n) (+ the
+            other terms),
             where n is the distance of a place's backbone features (all channels of
             ``neighbour_levels``, averaged over 3x3 neighbourhoods) to the nearest
             patch of a coreset of the normal training images, over its mean on held-out
@@ -103,7 +105,7 @@ class RealNet(AnomalibModule):
         score_neighbour_weight: the nearest-neighbour term's weight in the map the
             image score is taken from (``None``: ``neighbour_weight``; ignored while
             ``neighbour_weight`` is 0, which turns the term off). The shipped 0.6
-            against the map's 0.25: on the validation halves the image decision gained
+            against the map's 0.1: on the validation halves the image decision gained
             from more of the distance (BSData's pits are new patches), the localisation
             did not (see the README, "The shipped recipe on real data").
         neighbour_levels: backbone strides the nearest-neighbour term compares (they

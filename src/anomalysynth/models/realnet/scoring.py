@@ -2,11 +2,11 @@
 them, to the anomaly map and the image score.
 
 A normality term is a map r >= 0 that sits near 1 on normal regions and grows with
-how unlike the normal training data a place is (the reconstruction residual over its
-normal level, today). Terms enter the map as (1 - sum w_i) p + sum w_i r_i / (1 + r_i)
-with p the discriminator's probability, so the map stays in [0, 1]. A new term (a
-distance to per-position statistics of the selected features, say) is a weight here
-plus one more entry in the model's list of terms.
+how unlike the normal training data a place is: the reconstruction residual, the
+nearest-neighbour distance and the per-position Gaussian distance, each over its level
+on normal images. Terms enter the map as (1 - sum w_i) p + sum w_i r_i / (1 + r_i)
+with p the discriminator's probability, so the map stays in [0, 1]. A new term is a
+weight here plus one more entry in the model's list of terms.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ class AnomalyScoring:
         neighbour_weight: the weight of the nearest-neighbour normality term (the
             distance to the nearest normal training patch; RealNet: 0).
         score_neighbour_weight: its weight in the map the image score is taken from
-            (``None``: ``neighbour_weight``). The image decision and the localisation
-            can then weigh the two terms differently.
+            (``None``: ``neighbour_weight``; unused while ``neighbour_weight`` is 0, which
+            turns the term off). The image decision and the localisation can then weigh
+            the two terms differently.
         gaussian_weight: the weight of the per-position Gaussian normality term (the
             Mahalanobis distance to the normal images at that place; RealNet: 0).
         score_gaussian_weight: its weight in the map the image score is taken from
@@ -102,7 +103,10 @@ class AnomalyScoring:
         ):
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"`{name}` must lie in [0, 1]; got {value}.")
+        # the nearest-neighbour term is off while its map weight is 0; then its image-score weight is unused
         score_neighbour = neighbour_weight if score_neighbour_weight is None else score_neighbour_weight
+        if neighbour_weight == 0:
+            score_neighbour = 0.0
         score_gaussian = gaussian_weight if score_gaussian_weight is None else score_gaussian_weight
         if residual_weight + neighbour_weight + gaussian_weight > 1 + 1e-9:
             raise ValueError(

@@ -55,7 +55,7 @@ class RealNetOutput(NamedTuple):
     logits: Tensor  # (B, 2, H, W) discriminator logits at image size
     # (B, 1, H, W) softmax channel 1 (mixed with the residual by residual_weight; smoothed with map_sigma > 0)
     anomaly_map: Tensor
-    pred_score: Tensor  # (B,) max of the score_pool-box-averaged (or score_topk mean of the) unsmoothed map
+    pred_score: Tensor  # (B,) score_topk mean (or max of the score_pool box mean) of the score's map
     reconstructions: list[Tensor]
     features: list[Tensor]
 
