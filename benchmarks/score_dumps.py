@@ -7,9 +7,9 @@ are mixed, so they can be chosen here without training: every image score (the
 weights of n and of one Gaussian term in the map the score reads, top k or plain max,
 an optional blur before it) and every map (the same weights, smoothed with
 ``--sigma``) is scored on the **validation** halves of all dumps; the rows are
-ranked by their mean over the dumps, and the shipped setting (the first row) and the
-best ``--show`` rows are then scored on the test halves too (they report; they do not
-choose). Run it alone:
+ranked by their mean over the dumps; the ``--shipped`` settings, the best ``--show``
+rows and the best row of every image score and blur are then scored on the test
+halves too (they report; they do not choose). Run it alone:
 
     python benchmarks/score_dumps.py results/dumps/deeppcb_s0.pt results/dumps/bsdata_s0.pt
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,6 @@ def mixed(parts: dict[str, torch.Tensor], n: float, gaussian: str, g: float) -> 
 
 def image_scores(amap: torch.Tensor, mode: str) -> torch.Tensor:
     flat = amap.flatten(1)
-    if mode == "max":
-        return flat.amax(dim=1)
     return flat.topk(int(mode[3:]), dim=1).values.mean(dim=1)
 
 
@@ -59,14 +58,25 @@ def prepared(data: dict[str, torch.Tensor], sigmas: set[float]) -> dict[float, d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dumps", nargs="+", type=Path, help="files written by recipe_sweep.py --dump")
-    parser.add_argument("--n-weights", default="0.4,0.5,0.6,0.7", help="image score: weights of n")
-    parser.add_argument("--g-weights", default="0,0.1,0.15,0.2,0.3", help="image score: weights of the Gaussian")
-    parser.add_argument("--modes", default="max,top10,top50,top200")
+    parser.add_argument("--n-weights", default="0.3,0.4,0.5,0.6,0.7", help="image score: weights of n")
+    parser.add_argument(
+        "--g-weights", default="0,0.1,0.15,0.2,0.25,0.3,0.35,0.4", help="image score: weights of the Gaussian"
+    )
+    parser.add_argument("--gaussians", default=None, help="Gaussian terms to try, e.g. g0,g2 (default: all)")
+    parser.add_argument("--modes", default="top1,top10,top50,top200", help="top k means (top1: the max)")
     parser.add_argument("--score-sigmas", default="0,4", help="blur of the map before the image score")
     parser.add_argument("--map-n-weights", default="0,0.05,0.1,0.15", help="map: weights of n")
-    parser.add_argument("--map-g-weights", default="0,0.05,0.1,0.15,0.2", help="map: weights of the Gaussian")
+    parser.add_argument("--map-g-weights", default="0,0.05,0.1,0.15,0.2,0.25,0.3", help="map: weights of the Gaussian")
     parser.add_argument("--sigma", type=float, default=4.0, help="the map's smoothing")
     parser.add_argument("--show", type=int, default=12)
+    parser.add_argument(
+        "--shipped",
+        default='[[0.5, "g0", 0.3, "top1", 0]]',
+        help="image scores shown first, a JSON list of [n, Gaussian, its weight, mode, blur]",
+    )
+    parser.add_argument(
+        "--shipped-map", default='[[0.05, "g0", 0.15]]', help="maps shown first, a JSON list of [n, Gaussian, weight]"
+    )
     parser.add_argument("--no-aupro", action="store_true", help="pixel AUROC only (AUPRO is the slow part)")
     args = parser.parse_args()
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
@@ -77,6 +87,8 @@ def main() -> None:
     torch.set_num_threads(2)
     dumps = {p.stem: torch.load(p, weights_only=False) for p in args.dumps}
     gaussians = sorted({k for d in dumps.values() for k in d["val"] if k.startswith("g") and k[1:].isdigit()})
+    if args.gaussians:
+        gaussians = [g for g in gaussians if g in args.gaussians.split(",")]
     score_sigmas = set(floats(args.score_sigmas))
     cache: dict[tuple[str, str], Any] = {}
     for name, d in dumps.items():
@@ -112,8 +124,14 @@ def main() -> None:
         + " ".join(f"{k:>12s}" for k in names)
         + "     mean"
     )
-    shipped = (0.6, "g0", 0.1, "top50", 0.0)
-    shown = [r for r in rows if r[0] == shipped] + rows[: args.show]
+    shipped = [tuple(v) for v in json.loads(args.shipped)]
+    shown = [r for r in rows if r[0] in shipped] + rows[: args.show]
+    # the best row of every image score and blur, whatever its rank
+    for key in (3, 4):
+        for value in sorted({setting[key] for setting, _ in rows}):
+            best = next(r for r in rows if r[0][key] == value)
+            if best not in shown:
+                shown.append(best)
     for setting, val in shown:
         test = image_row("test", *setting)
         n, gname, g, mode, s = setting
@@ -150,8 +168,8 @@ def main() -> None:
     cols = [f"{k}:{m}" for k in names for m in (["pixel"] if args.no_aupro else ["pixel", "aupro"])]
     print(f"\nmap (smoothed, sigma {args.sigma}), validation halves ranked by the mean, then the test halves")
     print(f"{'n':>5s} {'g':>4s} {'gw':>5s} | " + " ".join(f"{c[-18:]:>18s}" for c in cols) + "     mean | test")
-    shipped_map = (0.1, "g0", 0.1)
-    for setting, val in [r for r in map_rows if r[0] == shipped_map] + map_rows[: args.show]:
+    shipped_map = [tuple(v) for v in json.loads(args.shipped_map)]
+    for setting, val in [r for r in map_rows if r[0] in shipped_map] + map_rows[: args.show]:
         test = map_row("test", *setting)
         n, gname, g = setting
         print(
