@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=12)
     parser.add_argument(
         "--shipped",
-        default='[[0.5, "g0", 0.3, "top1", 0]]',
-        help="image scores shown first, a JSON list of [n, Gaussian, its weight, mode, blur]",
+        default='[[0.4, "g0", 0.4, "top1", 0]]',
+        help="image scores shown first, a JSON list of [n, Gaussian (g0: recipe_sweep's first), weight, mode, blur]",
     )
     parser.add_argument(
         "--shipped-map", default='[[0.05, "g0", 0.15]]', help="maps shown first, a JSON list of [n, Gaussian, weight]"
