@@ -46,6 +46,12 @@ def image_scores(amap: torch.Tensor, mode: str) -> torch.Tensor:
     return flat.topk(int(mode[3:]), dim=1).values.mean(dim=1)
 
 
+def table_line(label: str, val: list[float], test: list[float], width: int) -> str:
+    """One printed row: the setting, its validation values and mean, its test values and mean."""
+    cells = lambda values: " ".join(f"{v:{width}.4f}" for v in values)  # noqa: E731
+    return f"{label} | {cells(val)} {sum(val) / len(val):8.4f} | {cells(test)} {sum(test) / len(test):8.4f}"
+
+
 def prepared(data: dict[str, torch.Tensor], sigmas: set[float]) -> dict[float, dict[str, torch.Tensor]]:
     """The squashed maps, blurred by each sigma (the mix is linear in them, so blur first)."""
     from anomalysynth.filters import gaussian_blur
@@ -125,7 +131,7 @@ def main() -> None:
         + "     mean"
     )
     shipped = [tuple(v) for v in json.loads(args.shipped)]
-    shown = [r for r in rows if r[0] in shipped] + rows[: args.show]
+    shown = [r for r in rows if r[0] in shipped] + [r for r in rows[: args.show] if r[0] not in shipped]
     # the best row of every image score and blur, whatever its rank
     for key in (3, 4):
         for value in sorted({setting[key] for setting, _ in rows}):
@@ -135,14 +141,7 @@ def main() -> None:
     for setting, val in shown:
         test = image_row("test", *setting)
         n, gname, g, mode, s = setting
-        print(
-            f"{n:5.2f} {gname:>4s} {g:5.2f} {mode:>7s} {s:4.0f} | "
-            + " ".join(f"{v:12.4f}" for v in val)
-            + f" {sum(val) / len(val):8.4f} | "
-            + " ".join(f"{v:12.4f}" for v in test)
-            + f" {sum(test) / len(test):8.4f}",
-            flush=True,
-        )
+        print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {mode:>7s} {s:4.0f}", val, test, 12), flush=True)
 
     def map_row(half: str, n: float, gname: str, g: float) -> list[float]:
         out = []
@@ -169,17 +168,11 @@ def main() -> None:
     print(f"\nmap (smoothed, sigma {args.sigma}), validation halves ranked by the mean, then the test halves")
     print(f"{'n':>5s} {'g':>4s} {'gw':>5s} | " + " ".join(f"{c[-18:]:>18s}" for c in cols) + "     mean | test")
     shipped_map = [tuple(v) for v in json.loads(args.shipped_map)]
-    for setting, val in [r for r in map_rows if r[0] in shipped_map] + map_rows[: args.show]:
+    first = [r for r in map_rows if r[0] in shipped_map]
+    for setting, val in first + [r for r in map_rows[: args.show] if r not in first]:
         test = map_row("test", *setting)
         n, gname, g = setting
-        print(
-            f"{n:5.2f} {gname:>4s} {g:5.2f} | "
-            + " ".join(f"{v:18.4f}" for v in val)
-            + f" {sum(val) / len(val):8.4f} | "
-            + " ".join(f"{v:.4f}" for v in test)
-            + f" {sum(test) / len(test):8.4f}",
-            flush=True,
-        )
+        print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f}", val, test, 18), flush=True)
 
 
 if __name__ == "__main__":
