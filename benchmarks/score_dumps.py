@@ -42,8 +42,10 @@ def mixed(parts: dict[str, torch.Tensor], n: float, gaussian: str, g: float) -> 
 
 
 def image_scores(amap: torch.Tensor, mode: str) -> torch.Tensor:
-    flat = amap.flatten(1)
-    return flat.topk(int(mode[3:]), dim=1).values.mean(dim=1)
+    """(B,) RealNet's own image score of a "topk" mode (top1: the plain max)."""
+    from anomalysynth.models.realnet.scoring import AnomalyScoring
+
+    return AnomalyScoring(score_topk=int(mode[3:])).image_score(amap)
 
 
 def table_line(label: str, val: list[float], test: list[float], width: int) -> str:
