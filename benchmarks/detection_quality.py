@@ -16,7 +16,14 @@ module's default (the shipped ``DefaultMix`` over the training images) unless
 with ``OneOf``. ``--models`` also takes ``padim_all`` (PaDiM on every channel of its
 three layers) and ``afspadim`` (PaDiM on AFS-chosen channels, AFS run on the
 synthetic anomalies): with ``padim`` (a random subset) they compare the three
-channel choices at the same size.
+channel choices at the same size. ``supersimplenet`` and ``draem`` train anomalib's
+models with their own anomaly generators (DRAEM's offline: Perlin-noise textures, no
+DTD), ``supersimplenet_mix`` and ``draem_mix`` the same models drawing from the
+shipped ``DefaultMix`` over the training images (``use_synthesizer``), each for
+``--minutes`` of training:
+
+    python benchmarks/detection_quality.py --root results/splits/bsdata/test \
+        --models supersimplenet,supersimplenet_mix --minutes 8
 """
 
 from __future__ import annotations
@@ -64,12 +71,22 @@ def evaluator() -> Any:
     )
 
 
-def run(name: str, model: Any, datamodule: Any, epochs: int, callbacks: list | None = None) -> dict[str, Any]:
+def run(
+    name: str,
+    model: Any,
+    datamodule: Any,
+    epochs: int,
+    callbacks: list | None = None,
+    minutes: float | None = None,
+    rescore_realnet: bool = True,
+) -> dict[str, Any]:
     from anomalib.engine import Engine
 
     pl.seed_everything(0, verbose=False)
+    budget = {} if minutes is None else {"max_time": {"seconds": round(60 * minutes)}}
     engine = Engine(
         max_epochs=epochs,
+        **budget,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -85,7 +102,7 @@ def run(name: str, model: Any, datamodule: Any, epochs: int, callbacks: list | N
     n_test = len(datamodule.test_data)
     net = getattr(model, "model", None)
     image_auroc_max = image_auroc_box = float("nan")
-    if getattr(net, "score_pool", None) is not None:
+    if rescore_realnet and getattr(net, "score_pool", None) is not None:
         # the same trained RealNet scored by the map's plain max, and by RealNet's 16x16 box mean
         # when configured otherwise
         if net.score_pool != 1 or net.score_topk:
@@ -95,6 +112,8 @@ def run(name: str, model: Any, datamodule: Any, epochs: int, callbacks: list | N
     model_rate = model_images_per_second(model, datamodule)
     row = {
         "name": name,
+        "epochs": engine.trainer.current_epoch,
+        "steps": engine.trainer.global_step,
         "image_AUROC": metrics.get("image_AUROC", float("nan")),
         "image_AUROC_plain_max": image_auroc_max,
         "image_AUROC_box16": image_auroc_box,
@@ -175,6 +194,21 @@ def main() -> None:
     parser.add_argument(
         "--models", default="patchcore,padim,realnet", help="comma-separated subset of the main rows ('' with --shots)"
     )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=8.0,
+        help="training budget of the supersimplenet* and draem* rows",
+    )
+    parser.add_argument(
+        "--anomalib-epochs", type=int, default=-1, help="epoch limit of those rows as well (-1: the budget alone)"
+    )
+    parser.add_argument(
+        "--rescore",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also test the trained RealNet by the plain max and the 16x16 box score",
+    )
     parser.add_argument("--shots", default="", help="few-shot RealNet rows, e.g. 4,16 (empty: none)")
     parser.add_argument(
         "--shot-items", type=int, default=128, help="few-shot training items per epoch (the k images repeated)"
@@ -248,13 +282,41 @@ def main() -> None:
                 [AnomalyAwareFeatureSelection()],
             )
         )
+    # anomalib's models that synthesize their own training anomalies, with their own generator
+    # and with the library's shipped mix over the same training images, at the same budget
+    for kind in ("supersimplenet", "draem"):
+        for source in ("", "_mix"):
+            if kind + source not in wanted:
+                continue
+            if kind == "supersimplenet":
+                from anomalib.models import Supersimplenet
+
+                model = Supersimplenet(backbone=backbone, layers=["blocks.2", "blocks.4"], evaluator=evaluator())
+                label = "SuperSimpleNet"
+            else:
+                from anomalib.models import Draem
+
+                empty = Path("results/bench/no_textures")  # an existing empty folder: no DTD download
+                empty.mkdir(parents=True, exist_ok=True)
+                model = Draem(dtd_dir=str(empty), evaluator=evaluator())
+                label = "DRAEM"
+            if source:
+                from anomalysynth.integrations.anomalib import use_synthesizer
+                from anomalysynth.synth import DefaultMix
+
+                use_synthesizer(model, DefaultMix(normal_dir=args.root / "train" / "good"))
+                label += ", shipped mix"
+            else:
+                label += ", own generator"
+            rows.append(run(label, model, data(), args.anomalib_epochs, minutes=args.minutes))
     if "realnet" in wanted:
         afs = [AnomalyAwareFeatureSelection()]
-        rows.append(run("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs))
+        rows.append(run("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs, rescore_realnet=args.rescore))
     shots = [int(v) for v in args.shots.split(",") if v.strip()]
     if not rows and not shots:
         raise SystemExit(
-            f"--models: expected names from patchcore,padim,padim_all,afspadim,realnet; got {args.models!r}."
+            "--models: expected names from patchcore,padim,padim_all,afspadim,supersimplenet,supersimplenet_mix,"
+            f"draem,draem_mix,realnet; got {args.models!r}."
         )
     if args.rows == "all":
         random_channels = realnet()
@@ -275,12 +337,12 @@ def main() -> None:
     anchor = rows[0]
     print(f"\n{args.root.name}, {args.image_size}px, CPU (2 threads); speed ratios against {anchor['name']}")
     print(
-        f"{'model':28s} {'img AUROC':>9s} {'px AUROC':>9s} {'AUPRO':>7s} {'train s':>8s} "
+        f"{'model':32s} {'steps':>6s} {'img AUROC':>9s} {'px AUROC':>9s} {'AUPRO':>7s} {'train s':>8s} "
         f"{'test img/s':>10s} {'x speed':>8s} {'model img/s':>11s} {'x speed':>8s}"
     )
     for r in rows:
         print(
-            f"{r['name']:28s} {r['image_AUROC']:9.3f} {r['pixel_AUROC']:9.3f} {r['AUPRO']:7.3f} {r['train_s']:8.1f} "
+            f"{r['name']:32s} {r['steps']:6d} {r['image_AUROC']:9.3f} {r['pixel_AUROC']:9.3f} {r['AUPRO']:7.3f} {r['train_s']:8.1f} "
             f"{r['images_per_s']:10.1f} {r['images_per_s'] / anchor['images_per_s']:8.2f} "
             f"{r['model_images_per_s']:11.1f} {r['model_images_per_s'] / anchor['model_images_per_s']:8.2f}"
         )
