@@ -38,6 +38,24 @@ def test_matches_numpy_mahalanobis_per_position() -> None:
             np.testing.assert_allclose(got[:, y, z], mahalanobis(query, y, z) / scale, rtol=1e-4)
 
 
+def test_precision_of_many_channels_matches_numpy_with_two_threads() -> None:
+    # oneMKL's batched LU (torch.linalg.inv) returns wrong inverses or fails for ~150+ channels
+    # with two threads; each position's precision must still be the inverse of its covariance
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        term = GaussianNormality([0], [176], features=176, epsilon=0.01)
+        train = torch.randn(200, 176, 2, 1, generator=generator)
+        term.fit(train)
+    finally:
+        torch.set_num_threads(threads)
+    fit = train.numpy()[[i for i in range(200) if i % 8 != 7]].astype(np.float64)
+    for position, (y, z) in enumerate([(0, 0), (1, 0)]):
+        cov = np.cov(fit[:, :, y, z], rowvar=False) + 0.01 * np.eye(176)
+        np.testing.assert_allclose(term.precision[position].numpy(), np.linalg.inv(cov), rtol=1e-3, atol=1e-3)
+
+
 def test_a_value_normal_elsewhere_is_anomalous_at_its_own_position() -> None:
     # position (0, 0) is always near +3, every other position near -3: a +3 elsewhere is an anomaly
     generator = torch.Generator().manual_seed(1)

@@ -117,7 +117,10 @@ class GaussianNormality(nn.Module):
         covariance += self.epsilon * torch.eye(d, dtype=covariance.dtype)
         self.grid.copy_(torch.tensor(embeddings.shape[-2:]))
         self.mean = mean.float().to(self.mean.device)
-        self.precision = torch.linalg.inv(covariance).float().to(self.precision.device)
+        # Cholesky, not torch.linalg.inv: the batched LU behind inv races in oneMKL with more than one
+        # thread for matrices past ~150 channels (wrong precisions or a RuntimeError; pytorch#142815).
+        # The regularised covariance is symmetric positive definite, which Cholesky needs.
+        self.precision = torch.cholesky_inverse(torch.linalg.cholesky(covariance)).float().to(self.precision.device)
         calibration = embeddings[held] if bool(held.any()) else embeddings
         scale = self.distance(calibration.to(self.mean.device)).mean()
         self.scale.fill_(float(scale) if float(scale) > 0 else 1.0)
