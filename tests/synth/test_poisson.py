@@ -113,3 +113,25 @@ def test_bad_inputs_are_rejected():
         poisson_blend_rectangle(target, source[..., :20], 2, 2, 5, 5)
     with pytest.raises(ValueError, match="region"):
         poisson_blend(target, source, torch.ones(1, 1, 5, 5))
+
+
+def test_rectangle_solver_does_not_depend_on_the_number_of_threads():
+    """A DataLoader worker runs one torch thread, the main process several: the same
+    sample must come out bit for bit the same in both (the CPU FFT's float32 rounding
+    depends on the thread count)."""
+    threads = torch.get_num_threads()
+    cases = []
+    for seed in range(60):
+        g = torch.Generator().manual_seed(seed)
+        h, w = (int(v) for v in torch.randint(3, 30, (2,), generator=g))
+        target, source = torch.rand(2, 1, 3, h + 2, w + 2, generator=g)
+        cases.append((target, source, h, w, seed % 2 == 1))
+    try:
+        results = {}
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results[count] = [poisson_blend_rectangle(t, s, 1, 1, h, w, mixed=m) for t, s, h, w, m in cases]
+    finally:
+        torch.set_num_threads(threads)
+    for (_, _, h, w, _), one, two in zip(cases, results[1], results[2]):
+        assert torch.equal(one, two), f"a {h}x{w} rectangle differs between one and two threads"

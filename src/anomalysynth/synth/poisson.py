@@ -158,9 +158,14 @@ def poisson_blend(
 
 # ---------------------------------------------------------------------- DST-I
 def _solve_dirichlet(rhs: Tensor) -> Tensor:
-    """Solve (4 I - adjacency) u = rhs on a (h, w) grid with zero Dirichlet boundary."""
+    """Solve (4 I - adjacency) u = rhs on a (h, w) grid with zero Dirichlet boundary.
+
+    Solved in float64 where the device has it: the CPU FFT's rounding depends on the
+    number of torch threads (a DataLoader worker runs one, the main process several),
+    and float32 results rounded from float64 agree across thread counts.
+    """
     h, w = rhs.shape[-2:]
-    dtype = torch.promote_types(rhs.dtype, torch.float32)
+    dtype = torch.float32 if rhs.device.type == "mps" else torch.float64
     x = rhs.to(dtype)
     coeff = _dst1(_dst1(x).transpose(-1, -2)).transpose(-1, -2)  # DST along W, then along H
     j = torch.arange(1, h + 1, device=rhs.device, dtype=dtype).view(h, 1)
