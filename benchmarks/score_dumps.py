@@ -5,8 +5,8 @@ discriminator's probability p, the nearest-neighbour distance n and every extra
 Gaussian term g0, g1, ... it was given. Scoring settings change only how those maps
 are mixed, so they can be chosen here without training: every image score (the
 weights of n and of one Gaussian term in the map the score reads, top k or plain max,
-an optional blur before it) and every map (the same weights, smoothed with
-``--sigma``) is scored on the **validation** halves of all dumps; the rows are
+an optional blur before it) and every map (the same weights, smoothed with each
+of ``--sigma``) is scored on the **validation** halves of all dumps; the rows are
 ranked by their mean over the dumps; the ``--shipped`` settings, the best ``--show``
 rows and the best row of every image score and blur are then scored on the test
 halves too (they report; they do not choose). Run it alone:
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--score-sigmas", default="0,4", help="blur of the map before the image score")
     parser.add_argument("--map-n-weights", default="0,0.05,0.1,0.15", help="map: weights of n")
     parser.add_argument("--map-g-weights", default="0,0.05,0.1,0.15,0.2,0.25,0.3", help="map: weights of the Gaussian")
-    parser.add_argument("--sigma", type=float, default=4.0, help="the map's smoothing")
+    parser.add_argument("--sigma", default="4", help="the map's smoothing, one or several (e.g. 2,3,4,6)")
     parser.add_argument("--show", type=int, default=12)
     parser.add_argument(
         "--shipped",
@@ -83,7 +83,9 @@ def main() -> None:
         help="image scores shown first, a JSON list of [n, Gaussian (g0: recipe_sweep's first), weight, mode, blur]",
     )
     parser.add_argument(
-        "--shipped-map", default='[[0.05, "g0", 0.15]]', help="maps shown first, a JSON list of [n, Gaussian, weight]"
+        "--shipped-map",
+        default='[[0.05, "g0", 0.15, 4]]',
+        help="maps shown first, a JSON list of [n, Gaussian, weight, sigma]",
     )
     parser.add_argument("--no-aupro", action="store_true", help="pixel AUROC only (AUPRO is the slow part)")
     args = parser.parse_args()
@@ -98,10 +100,11 @@ def main() -> None:
     if args.gaussians:
         gaussians = [g for g in gaussians if g in args.gaussians.split(",")]
     score_sigmas = set(floats(args.score_sigmas))
+    map_sigmas = floats(args.sigma)
     cache: dict[tuple[str, str], Any] = {}
     for name, d in dumps.items():
         for half in ("val", "test"):
-            cache[name, half] = prepared(d[half], score_sigmas | {args.sigma})
+            cache[name, half] = prepared(d[half], score_sigmas | set(map_sigmas))
 
     def image_row(half: str, n: float, gname: str, g: float, mode: str, s: float) -> list[float]:
         out = []
@@ -145,10 +148,10 @@ def main() -> None:
         n, gname, g, mode, s = setting
         print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {mode:>7s} {s:4.0f}", val, test, 12), flush=True)
 
-    def map_row(half: str, n: float, gname: str, g: float) -> list[float]:
+    def map_row(half: str, n: float, gname: str, g: float, sigma: float) -> list[float]:
         out = []
         for name in dumps:
-            amap = mixed(cache[name, half][args.sigma], n, gname, g)
+            amap = mixed(cache[name, half][sigma], n, gname, g)
             mask = dumps[name][half]["mask"]
             out.append(float(binary_auroc(amap.flatten(), mask.flatten())))
             if not args.no_aupro:
@@ -158,23 +161,27 @@ def main() -> None:
         return out
 
     grid_map = [
-        (n, gname, g)
-        for n, gname, g in itertools.product(
-            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights)
+        (n, gname, g, sigma)
+        for n, gname, g, sigma in itertools.product(
+            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), map_sigmas
         )
         if n + g <= 1 + 1e-9 and not (g == 0 and gname != (gaussians or ["g0"])[0])
     ]
     map_rows = [(setting, map_row("val", *setting)) for setting in grid_map]
     map_rows.sort(key=lambda r: -sum(r[1]) / len(r[1]))
     cols = [f"{k}:{m}" for k in names for m in (["pixel"] if args.no_aupro else ["pixel", "aupro"])]
-    print(f"\nmap (smoothed, sigma {args.sigma}), validation halves ranked by the mean, then the test halves")
-    print(f"{'n':>5s} {'g':>4s} {'gw':>5s} | " + " ".join(f"{c[-18:]:>18s}" for c in cols) + "     mean | test")
-    shipped_map = [tuple(v) for v in json.loads(args.shipped_map)]
+    print("\nmap (smoothed), validation halves ranked by the mean, then the test halves")
+    print(
+        f"{'n':>5s} {'g':>4s} {'gw':>5s} {'sigma':>5s} | "
+        + " ".join(f"{c[-18:]:>18s}" for c in cols)
+        + "     mean | test"
+    )
+    shipped_map = [(*v, 4.0)[:4] for v in map(tuple, json.loads(args.shipped_map))]
     first = [r for r in map_rows if r[0] in shipped_map]
     for setting, val in first + [r for r in map_rows[: args.show] if r not in first]:
         test = map_row("test", *setting)
-        n, gname, g = setting
-        print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f}", val, test, 18), flush=True)
+        n, gname, g, sigma = setting
+        print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {sigma:5.1f}", val, test, 18), flush=True)
 
 
 if __name__ == "__main__":

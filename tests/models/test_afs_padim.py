@@ -32,3 +32,41 @@ def test_afs_padim_trains_with_afs_and_tests(tiny_folder, tmp_path):
     assert model.model.idx.numel() == model.model.n_features
     (metrics,) = engine.test(model=model, datamodule=dm)
     assert "image_AUROC" in metrics
+
+
+def test_spd_gaussian_matches_anomalibs_gaussian() -> None:
+    from anomalib.models.components.stats import MultiVariateGaussian
+
+    from anomalysynth.models.afs_padim import SPDGaussian
+
+    embedding = torch.randn(40, 8, 3, 5, generator=torch.Generator().manual_seed(0))
+    mean, inverse = SPDGaussian(chunk=4).fit(embedding)
+    ref_mean, ref_inverse = MultiVariateGaussian().fit(embedding)
+    torch.testing.assert_close(mean, ref_mean)
+    torch.testing.assert_close(inverse, ref_inverse, rtol=1e-4, atol=1e-5)
+
+
+def test_spd_gaussian_inverts_many_channels_with_two_threads() -> None:
+    # anomalib's torch.linalg.inv returns wrong inverses or fails here (oneMKL's batched LU, pytorch#142815)
+    import numpy as np
+
+    from anomalysynth.models.afs_padim import SPDGaussian
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embedding = torch.randn(200, 176, 2, 1, generator=torch.Generator().manual_seed(1))
+        _, inverse = SPDGaussian().fit(embedding)
+    finally:
+        torch.set_num_threads(threads)
+    for position in range(2):
+        samples = embedding[:, :, position, 0].double().numpy()
+        covariance = np.cov(samples, rowvar=False) + (0.01 + 1e-5) * np.eye(176)
+        np.testing.assert_allclose(inverse[position].numpy(), np.linalg.inv(covariance), rtol=1e-3, atol=1e-3)
+
+
+def test_afs_padim_fits_with_the_cholesky_gaussian() -> None:
+    from anomalysynth.models import AFSPadim
+    from anomalysynth.models.afs_padim import SPDGaussian
+
+    assert isinstance(AFSPadim().model.gaussian, SPDGaussian)

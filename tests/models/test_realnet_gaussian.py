@@ -158,8 +158,8 @@ def test_realnet_ships_the_gaussian_term_in_map_and_score() -> None:
     from anomalysynth.models import RealNet
 
     model = RealNet(evaluator=False).model
-    assert (model.gaussian_weight, model.score_gaussian_weight) == (0.15, 0.4)
-    assert model.gaussian is not None and len(model.gaussian.index) == 32 and model.gaussian.levels == [0, 1]
+    assert (model.gaussian_weight, model.score_gaussian_weight) == (0.2, 0.5)
+    assert model.gaussian is not None and len(model.gaussian.index) == 24 and model.gaussian.levels == [0]
     assert not model.gaussian_ready  # fitted in the warm-up
     paper = RealNet(evaluator=False, neighbour_weight=0.0, gaussian_weight=0.0, score_gaussian_weight=0.0).model
     assert paper.gaussian is None

@@ -133,5 +133,5 @@ def test_rectangle_solver_does_not_depend_on_the_number_of_threads():
             results[count] = [poisson_blend_rectangle(t, s, 1, 1, h, w, mixed=m) for t, s, h, w, m in cases]
     finally:
         torch.set_num_threads(threads)
-    for (_, _, h, w, _), one, two in zip(cases, results[1], results[2]):
+    for (_, _, h, w, _), one, two in zip(cases, results[1], results[2], strict=True):
         assert torch.equal(one, two), f"a {h}x{w} rectangle differs between one and two threads"

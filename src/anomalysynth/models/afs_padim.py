@@ -2,7 +2,10 @@
 
 It shows that :class:`~anomalysynth.callbacks.AnomalyAwareFeatureSelection` works
 with any module that implements its small protocol. PaDiM's Gaussian model is
-fitted on the clean images only (``source_image`` when the batch has it).
+fitted on the clean images only (``source_image`` when the batch has it), and its
+covariances are inverted by Cholesky in float64 (:class:`SPDGaussian`) rather than by
+anomalib's ``torch.linalg.inv``, whose batched LU races in oneMKL with more than one
+thread for matrices past about 150 channels (pytorch#142815).
 """
 
 from __future__ import annotations
@@ -12,11 +15,44 @@ from typing import Any
 
 import torch
 from anomalib.models import Padim
+from anomalib.models.components.stats import MultiVariateGaussian
 from torch import Tensor
 
 from anomalysynth.models.preprocess import pre_process
 
-__all__ = ["AFSPadim"]
+__all__ = ["AFSPadim", "SPDGaussian"]
+
+
+class SPDGaussian(MultiVariateGaussian):
+    """anomalib's per-position Gaussian (the same mean, covariance, 0.01 + 1e-5 on the
+    diagonal, and the same ``mean`` / ``inv_covariance`` buffers), accumulated in float64
+    and inverted by Cholesky: the regularised covariance is symmetric positive definite.
+
+    Args:
+        chunk: positions per step (bounds the float64 working memory).
+    """
+
+    def __init__(self, chunk: int = 256) -> None:
+        super().__init__()
+        self.chunk = int(chunk)
+
+    @torch.no_grad()
+    def forward(self, embedding: Tensor) -> list[Tensor]:
+        if embedding.ndim != 4 or embedding.shape[0] < 2:
+            raise ValueError(f"Expected (B, C, H, W) embeddings of at least 2 images; got {tuple(embedding.shape)}.")
+        device = embedding.device
+        batch, channels, height, width = embedding.shape
+        vectors = embedding.reshape(batch, channels, height * width)
+        self.mean = vectors.mean(dim=0)
+        identity = torch.eye(channels, dtype=torch.float64)
+        inverses = []
+        for start in range(0, height * width, self.chunk):
+            part = vectors[:, :, start : start + self.chunk].detach().cpu().double().permute(2, 0, 1)  # (P, B, C)
+            centred = part - part.mean(dim=1, keepdim=True)
+            covariance = torch.bmm(centred.transpose(1, 2), centred) / (batch - 1) + (0.01 + 1e-5) * identity
+            inverses.append(torch.cholesky_inverse(torch.linalg.cholesky(covariance)).float())
+        self.inv_covariance = torch.cat(inverses).to(device)
+        return [self.mean, self.inv_covariance]
 
 
 class AFSPadim(Padim):
@@ -48,6 +84,7 @@ class AFSPadim(Padim):
             n_features=n_features or max(len(layers), round(0.3 * total)),
             **kwargs,
         )
+        self.model.gaussian = SPDGaussian()
         self.register_buffer("afs_done", torch.tensor(False))
 
     @property
