@@ -273,11 +273,12 @@ def main() -> None:
         )
         # one thread: anomalib inverts 176x176 covariances with torch.linalg.inv, whose batched LU
         # races in oneMKL with more threads (pytorch#142815; wrong inverses or an error)
+        threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             rows.append(run("PaDiM (all 176 channels, 1 thread)", every, data(), 1))
         finally:
-            torch.set_num_threads(2)
+            torch.set_num_threads(threads)
     if "afspadim" in wanted:
         rows.append(
             run(

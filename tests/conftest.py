@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import lightning.pytorch as pl
 import numpy as np
 import pytest
@@ -9,6 +12,17 @@ import torch
 from skimage import data
 
 from anomalysynth.datamodules.demo import build_demo_dataset
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def photo_batch(batch: int, channels: int, size: int = 64) -> torch.Tensor:

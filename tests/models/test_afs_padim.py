@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from tests.conftest import torch_threads
+
 
 def test_afs_padim_trains_with_afs_and_tests(tiny_folder, tmp_path):
     from anomalib.engine import Engine
@@ -52,13 +54,9 @@ def test_spd_gaussian_inverts_many_channels_with_two_threads() -> None:
 
     from anomalysynth.models.afs_padim import SPDGaussian
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        embedding = torch.randn(200, 176, 2, 1, generator=torch.Generator().manual_seed(1))
+    embedding = torch.randn(200, 176, 2, 1, generator=torch.Generator().manual_seed(1))
+    with torch_threads(2):
         _, inverse = SPDGaussian().fit(embedding)
-    finally:
-        torch.set_num_threads(threads)
     for position in range(2):
         samples = embedding[:, :, position, 0].double().numpy()
         covariance = np.cov(samples, rowvar=False) + (0.01 + 1e-5) * np.eye(176)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from anomalysynth.models.realnet.gaussian import GaussianNormality
+from tests.conftest import torch_threads
 
 
 def _levels(n: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -41,15 +42,11 @@ def test_matches_numpy_mahalanobis_per_position() -> None:
 def test_precision_of_many_channels_matches_numpy_with_two_threads() -> None:
     # oneMKL's batched LU (torch.linalg.inv) returns wrong inverses or fails for ~150+ channels
     # with two threads; each position's precision must still be the inverse of its covariance
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        generator = torch.Generator().manual_seed(0)
-        term = GaussianNormality([0], [176], features=176, epsilon=0.01)
-        train = torch.randn(200, 176, 2, 1, generator=generator)
+    generator = torch.Generator().manual_seed(0)
+    term = GaussianNormality([0], [176], features=176, epsilon=0.01)
+    train = torch.randn(200, 176, 2, 1, generator=generator)
+    with torch_threads(2):
         term.fit(train)
-    finally:
-        torch.set_num_threads(threads)
     fit = train.numpy()[[i for i in range(200) if i % 8 != 7]].astype(np.float64)
     for position, (y, z) in enumerate([(0, 0), (1, 0)]):
         cov = np.cov(fit[:, :, y, z], rowvar=False) + 0.01 * np.eye(176)

@@ -12,6 +12,7 @@ from anomalysynth.synth.augment import TextureAugment
 from anomalysynth.synth.dispatch import kernels_enabled
 from anomalysynth.synth.masks.perlin import sample_perlin_params
 from anomalysynth.synth.textures import generated_textures, sample_generated_textures
+from tests.conftest import torch_threads
 
 pytestmark = pytest.mark.skipif(not kernels_enabled(torch.zeros(1)), reason="numba kernels unavailable")
 
@@ -111,14 +112,10 @@ def test_perlin_texture_matches_torch(monkeypatch: pytest.MonkeyPatch, tmp_path,
 def test_results_do_not_depend_on_the_thread_count() -> None:
     synth = create_synthesizer("perlin_texture")
     images = torch.rand(5, 3, 40, 40, generator=torch.Generator().manual_seed(0))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = synth(images, generator=torch.Generator().manual_seed(1))
-        torch.set_num_threads(2)
+    with torch_threads(2):
         two = synth(images, generator=torch.Generator().manual_seed(1))
-    finally:
-        torch.set_num_threads(threads)
     assert torch.equal(one.image, two.image) and torch.equal(one.mask, two.mask)
 
 

@@ -10,7 +10,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from anomalysynth.synth.poisson import poisson_blend, poisson_blend_rectangle
-from tests.conftest import photo_batch
+from tests.conftest import photo_batch, torch_threads
 
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -119,19 +119,15 @@ def test_rectangle_solver_does_not_depend_on_the_number_of_threads():
     """A DataLoader worker runs one torch thread, the main process several: the same
     sample must come out bit for bit the same in both (the CPU FFT's float32 rounding
     depends on the thread count)."""
-    threads = torch.get_num_threads()
     cases = []
     for seed in range(60):
         g = torch.Generator().manual_seed(seed)
         h, w = (int(v) for v in torch.randint(3, 30, (2,), generator=g))
         target, source = torch.rand(2, 1, 3, h + 2, w + 2, generator=g)
         cases.append((target, source, h, w, seed % 2 == 1))
-    try:
-        results = {}
-        for count in (1, 2):
-            torch.set_num_threads(count)
+    results = {}
+    for count in (1, 2):
+        with torch_threads(count):
             results[count] = [poisson_blend_rectangle(t, s, 1, 1, h, w, mixed=m) for t, s, h, w, m in cases]
-    finally:
-        torch.set_num_threads(threads)
     for (_, _, h, w, _), one, two in zip(cases, results[1], results[2], strict=True):
         assert torch.equal(one, two), f"a {h}x{w} rectangle differs between one and two threads"

@@ -19,6 +19,7 @@ from anomalib.models.components.stats import MultiVariateGaussian
 from torch import Tensor
 
 from anomalysynth.models.preprocess import pre_process
+from anomalysynth.models.realnet.gaussian import regularised_precision
 
 __all__ = ["AFSPadim", "SPDGaussian"]
 
@@ -44,13 +45,10 @@ class SPDGaussian(MultiVariateGaussian):
         batch, channels, height, width = embedding.shape
         vectors = embedding.reshape(batch, channels, height * width)
         self.mean = vectors.mean(dim=0)
-        identity = torch.eye(channels, dtype=torch.float64)
         inverses = []
         for start in range(0, height * width, self.chunk):
-            part = vectors[:, :, start : start + self.chunk].detach().cpu().double().permute(2, 0, 1)  # (P, B, C)
-            centred = part - part.mean(dim=1, keepdim=True)
-            covariance = torch.bmm(centred.transpose(1, 2), centred) / (batch - 1) + (0.01 + 1e-5) * identity
-            inverses.append(torch.cholesky_inverse(torch.linalg.cholesky(covariance)).float())
+            part = vectors[:, :, start : start + self.chunk].cpu().double().permute(2, 0, 1)  # (P, B, C)
+            inverses.append(regularised_precision(part, 0.01 + 1e-5).float())
         self.inv_covariance = torch.cat(inverses).to(device)
         return [self.mean, self.inv_covariance]
 

@@ -27,7 +27,22 @@ from torch import Tensor, nn
 
 from anomalysynth.models.realnet.nearest_neighbour import held_out
 
-__all__ = ["GaussianNormality"]
+__all__ = ["GaussianNormality", "regularised_precision"]
+
+
+def regularised_precision(samples: Tensor, epsilon: float) -> Tensor:
+    """(P, D, D) inverses of the covariances of (P, N, D) samples (N - 1 in the
+    denominator) with ``epsilon`` I added, in the samples' dtype.
+
+    By Cholesky, not ``torch.linalg.inv``: the batched LU behind ``inv`` races in oneMKL
+    with more than one thread for matrices past ~150 channels (wrong inverses or a
+    RuntimeError; pytorch#142815). The regularised covariance is symmetric positive
+    definite, which Cholesky needs.
+    """
+    centred = samples - samples.mean(dim=1, keepdim=True)
+    covariance = torch.bmm(centred.transpose(1, 2), centred) / max(samples.shape[1] - 1, 1)
+    covariance += epsilon * torch.eye(samples.shape[2], dtype=covariance.dtype, device=covariance.device)
+    return torch.cholesky_inverse(torch.linalg.cholesky(covariance))
 
 
 class GaussianNormality(nn.Module):
@@ -111,16 +126,9 @@ class GaussianNormality(nn.Module):
             raise ValueError(f"Expected embeddings of {len(self.index)} channels (`embed`); got {d}.")
         held = held_out(n)
         fit = embeddings[~held].flatten(2).permute(2, 0, 1).double()  # (P, N, D)
-        mean = fit.mean(dim=1)
-        centred = fit - mean.unsqueeze(1)
-        covariance = torch.bmm(centred.transpose(1, 2), centred) / max(fit.shape[1] - 1, 1)
-        covariance += self.epsilon * torch.eye(d, dtype=covariance.dtype)
         self.grid.copy_(torch.tensor(embeddings.shape[-2:]))
-        self.mean = mean.float().to(self.mean.device)
-        # Cholesky, not torch.linalg.inv: the batched LU behind inv races in oneMKL with more than one
-        # thread for matrices past ~150 channels (wrong precisions or a RuntimeError; pytorch#142815).
-        # The regularised covariance is symmetric positive definite, which Cholesky needs.
-        self.precision = torch.cholesky_inverse(torch.linalg.cholesky(covariance)).float().to(self.precision.device)
+        self.mean = fit.mean(dim=1).float().to(self.mean.device)
+        self.precision = regularised_precision(fit, self.epsilon).float().to(self.precision.device)
         calibration = embeddings[held] if bool(held.any()) else embeddings
         scale = self.distance(calibration.to(self.mean.device)).mean()
         self.scale.fill_(float(scale) if float(scale) > 0 else 1.0)
