@@ -24,6 +24,12 @@ shipped ``DefaultMix`` over the training images (``use_synthesizer``), each for
 
     python benchmarks/detection_quality.py --root results/splits/bsdata/test \
         --models supersimplenet,supersimplenet_mix --minutes 8
+
+``--seed`` (default 0) seeds every model's construction and fit: PaDiM's random
+channels, the synthetic anomalies, PatchCore's first coreset point. Two seeds show a
+row's spread:
+
+    python benchmarks/detection_quality.py --root results/splits/bsdata/test --models padim --seed 1
 """
 
 from __future__ import annotations
@@ -79,10 +85,11 @@ def run(
     callbacks: list | None = None,
     minutes: float | None = None,
     rescore_realnet: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
     from anomalib.engine import Engine
 
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(seed, verbose=False)
     budget = {} if minutes is None else {"max_time": {"seconds": round(60 * minutes)}}
     engine = Engine(
         max_epochs=epochs,
@@ -190,6 +197,12 @@ def main() -> None:
         "--realnet-args", type=json.loads, default={}, help="JSON keyword arguments of RealNet, e.g. '{\"lr\": 1e-3}'"
     )
     parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds every model's construction (PaDiM's random channels) and its fit (anomalies, coreset start)",
+    )
     parser.add_argument("--coreset", type=float, default=0.01, help="PatchCore coreset sampling ratio")
     parser.add_argument(
         "--models", default="patchcore,padim,realnet", help="comma-separated subset of the main rows ('' with --shots)"
@@ -252,6 +265,9 @@ def main() -> None:
     def realnet(**kwargs: Any) -> Any:
         return RealNet(backbone=backbone, evaluator=evaluator(), **{"lr": 5e-4, **args.realnet_args, **kwargs})
 
+    def fit_test(*positional: Any, **keywords: Any) -> dict[str, Any]:
+        return run(*positional, seed=args.seed, **keywords)
+
     wanted = set(args.models.split(","))
     rows = []
     if "patchcore" in wanted:
@@ -261,12 +277,13 @@ def main() -> None:
             coreset_sampling_ratio=args.coreset,
             evaluator=evaluator(),
         )
-        rows.append(run("PatchCore", patchcore, data(), 1))
+        rows.append(fit_test("PatchCore", patchcore, data(), 1))
     if "padim" in wanted:
+        pl.seed_everything(args.seed, verbose=False)  # PaDiM draws its random channels when it is built
         padim = Padim(
             backbone=backbone, layers=["blocks.1", "blocks.2", "blocks.4"], n_features=53, evaluator=evaluator()
         )
-        rows.append(run("PaDiM", padim, data(), 1))
+        rows.append(fit_test("PaDiM", padim, data(), 1))
     if "padim_all" in wanted:
         every = Padim(
             backbone=backbone, layers=["blocks.1", "blocks.2", "blocks.4"], n_features=176, evaluator=evaluator()
@@ -276,12 +293,12 @@ def main() -> None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            rows.append(run("PaDiM (all 176 channels, 1 thread)", every, data(), 1))
+            rows.append(fit_test("PaDiM (all 176 channels, 1 thread)", every, data(), 1))
         finally:
             torch.set_num_threads(threads)
     if "afspadim" in wanted:
         rows.append(
-            run(
+            fit_test(
                 "AFSPadim",
                 AFSPadim(backbone=backbone, n_features=53, evaluator=evaluator()),
                 synthetic(),
@@ -315,10 +332,10 @@ def main() -> None:
                 label += ", shipped mix"
             else:
                 label += ", own generator"
-            rows.append(run(label, model, data(), args.anomalib_epochs, minutes=args.minutes))
+            rows.append(fit_test(label, model, data(), args.anomalib_epochs, minutes=args.minutes))
     if "realnet" in wanted:
         afs = [AnomalyAwareFeatureSelection()]
-        rows.append(run("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs, rescore_realnet=args.rescore))
+        rows.append(fit_test("RealNet (AFS)", realnet(), synthetic(), args.epochs, afs, rescore_realnet=args.rescore))
     shots = [int(v) for v in args.shots.split(",") if v.strip()]
     if not rows and not shots:
         raise SystemExit(
@@ -334,13 +351,13 @@ def main() -> None:
                 for c, d in zip(random_channels.model.channels, random_channels.model.dims, strict=True)
             ]
         )
-        rows.append(run("RealNet (random channels)", random_channels, synthetic(), args.epochs))
+        rows.append(fit_test("RealNet (random channels)", random_channels, synthetic(), args.epochs))
         all_channels = realnet(dims=list(random_channels.model.channels))
-        rows.append(run("RealNet (all channels)", all_channels, synthetic(), args.epochs))
+        rows.append(fit_test("RealNet (all channels)", all_channels, synthetic(), args.epochs))
     for k in shots:
         few = synthetic(num_shots=k, repeats=max(1, args.shot_items // k))
         afs = [AnomalyAwareFeatureSelection()]
-        rows.append(run(f"RealNet {k}-shot", realnet(), few, args.epochs, afs))
+        rows.append(fit_test(f"RealNet {k}-shot", realnet(), few, args.epochs, afs))
     anchor = rows[0]
     print(f"\n{args.root.name}, {args.image_size}px, CPU (2 threads); speed ratios against {anchor['name']}")
     print(
