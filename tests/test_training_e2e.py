@@ -124,3 +124,43 @@ def printed_metrics(stdout: str) -> dict[str, float]:
         if len(cells) == 2 and ("AUROC" in cells[0] or "AUPRO" in cells[0]):
             found[cells[0]] = float(cells[1])
     return found
+
+
+@pytest.mark.slow
+def test_anomalyhybrid_config_trains_on_a_folder_and_its_checkpoint_synthesizes(tiny_tree, tmp_path):
+    import torch
+
+    from anomalysynth.synth import create_synthesizer
+
+    cmd = [
+        sys.executable,
+        "-c",
+        "from anomalysynth.cli import main; main()",
+        "fit",
+        "-c",
+        str(ROOT / "configs" / "anomalyhybrid.yaml"),
+        "--data",
+        str(ROOT / "configs" / "data" / "anomalyhybrid_folder.yaml"),
+        "--data.init_args.root",
+        str(tiny_tree),
+        "--data.init_args.abnormal_dir",
+        "[test/scratch]",
+        "--data.init_args.mask_dir",
+        "[ground_truth/scratch]",
+        "--data.init_args.num_workers",
+        "0",
+        "--trainer.max_steps",
+        "4",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = tmp_path / "results" / "anomalyhybrid" / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4  # two batches: a generator and a discriminator step each
+    synthesizer = create_synthesizer("anomalyhybrid", checkpoint=str(checkpoint))
+    images = torch.rand(2, 3, 48, 48)
+    out = synthesizer(images, generator=torch.Generator().manual_seed(0))
+    assert out.image.shape == images.shape
+    outside = out.mask.expand_as(images) == 0
+    assert torch.equal(out.image[outside], images[outside])
