@@ -2,9 +2,12 @@
 
 Reads the realism reports of ``anomalysynth evaluate`` (``docs/realism/<set>/metrics.csv``)
 and a table of detection results per training source (``docs/realism/detection_by_source.csv``:
-``set,synthesizer,image_AUROC,pixel_AUROC,AUPRO``, one RealNet trained on each source,
-``benchmarks/detection_quality.py --mix '[["<source>", {}]]'``), and prints Spearman's
-rank correlation between every realism metric and every detection measure, per set.
+``set,seed,synthesizer,image_AUROC,pixel_AUROC,AUPRO``, one RealNet trained on each source
+and seed, ``benchmarks/detection_quality.py --seed S --mix '[["<source>", {}]]'``), and
+prints, per set, Spearman's rank correlation between every realism metric and every
+detection measure averaged over the seeds, then between the seeds' own detection results
+(how stable the detection ranking is: a realism metric cannot agree with a ranking
+better than the ranking agrees with itself).
 
 Realism metrics where lower means closer to the real defects (FID, KID) are negated,
 so a positive rho always means "more realistic, better detector":
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 from pathlib import Path
 
 #: realism columns and their sign (+1: higher is more realistic / more varied)
@@ -35,6 +39,15 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def mean_by_source(rows: list[dict[str, str]]) -> dict[str, dict[str, float]]:
+    """Each source's detection measures averaged over its seeds (rows without a seed count as one)."""
+    out: dict[str, dict[str, float]] = {}
+    for source in dict.fromkeys(row["synthesizer"] for row in rows):
+        mine = [row for row in rows if row["synthesizer"] == source]
+        out[source] = {m: sum(float(row[m]) for row in mine) / len(mine) for m in DETECTION}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=Path, default=Path("docs/realism"))
@@ -45,17 +58,33 @@ def main() -> None:
     detection = read_csv(args.detection)
     for name in sorted({row["set"] for row in detection}):
         realism = {row["synthesizer"]: row for row in read_csv(args.reports / name / "metrics.csv")}
-        rows = [row for row in detection if row["set"] == name and row["synthesizer"] in realism]
-        missing = sorted({row["synthesizer"] for row in detection if row["set"] == name} - set(realism))
-        print(f"\n{name}: {len(rows)} sources" + (f" (no realism report for {', '.join(missing)})" if missing else ""))
+        mine = [row for row in detection if row["set"] == name]
+        missing = sorted({row["synthesizer"] for row in mine} - set(realism))
+        means = {k: v for k, v in mean_by_source(mine).items() if k in realism}
+        seeds = sorted({row.get("seed") or "0" for row in mine}, key=int)
+        print(
+            f"\n{name}: {len(means)} sources, seeds {', '.join(seeds)} (detection averaged over the seeds)"
+            + (f" (no realism report for {', '.join(missing)})" if missing else "")
+        )
         print(f"{'realism metric':28s} " + " ".join(f"{d:>12s}" for d in DETECTION))
         for metric, sign in REALISM.items():
-            x = [sign * float(realism[row["synthesizer"]][metric]) for row in rows]
+            x = [sign * float(realism[source][metric]) for source in means]
             cells = []
             for measure in DETECTION:
-                rho = spearmanr(x, [float(row[measure]) for row in rows]).statistic
+                rho = spearmanr(x, [m[measure] for m in means.values()]).statistic
                 cells.append(f"{rho:12.2f}")
             print(f"{metric:28s} " + " ".join(cells))
+        by_seed = {
+            seed: mean_by_source([r for r in mine if (r.get("seed") or "0") == seed and r["synthesizer"] in means])
+            for seed in seeds
+        }
+        for a, b in itertools.pairwise(seeds):
+            common = [source for source in by_seed[a] if source in by_seed[b]]
+            cells = [
+                f"{spearmanr([by_seed[a][s][m] for s in common], [by_seed[b][s][m] for s in common]).statistic:12.2f}"
+                for m in DETECTION
+            ]
+            print(f"{f'detection, seed {a} against {b}':28s} " + " ".join(cells) + f"   ({len(common)} sources)")
 
 
 if __name__ == "__main__":
