@@ -39,8 +39,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def seed_of(row: dict[str, str]) -> str:
+    """The row's seed; a table without a seed column is one seed, 0."""
+    return row.get("seed") or "0"
+
+
 def mean_by_source(rows: list[dict[str, str]]) -> dict[str, dict[str, float]]:
-    """Each source's detection measures averaged over its seeds (rows without a seed count as one)."""
+    """Each source's detection measures averaged over its seeds."""
     out: dict[str, dict[str, float]] = {}
     for source in dict.fromkeys(row["synthesizer"] for row in rows):
         mine = [row for row in rows if row["synthesizer"] == source]
@@ -61,7 +66,7 @@ def main() -> None:
         mine = [row for row in detection if row["set"] == name]
         missing = sorted({row["synthesizer"] for row in mine} - set(realism))
         means = {k: v for k, v in mean_by_source(mine).items() if k in realism}
-        seeds = sorted({row.get("seed") or "0" for row in mine}, key=int)
+        seeds = sorted({seed_of(row) for row in mine}, key=int)
         print(
             f"\n{name}: {len(means)} sources, seeds {', '.join(seeds)} (detection averaged over the seeds)"
             + (f" (no realism report for {', '.join(missing)})" if missing else "")
@@ -75,7 +80,7 @@ def main() -> None:
                 cells.append(f"{rho:12.2f}")
             print(f"{metric:28s} " + " ".join(cells))
         by_seed = {
-            seed: mean_by_source([r for r in mine if (r.get("seed") or "0") == seed and r["synthesizer"] in means])
+            seed: mean_by_source([r for r in mine if seed_of(r) == seed and r["synthesizer"] in means])
             for seed in seeds
         }
         for a, b in itertools.pairwise(seeds):
