@@ -50,32 +50,64 @@ def fit_gaussians(model: Any, loader: Any, variants: list[dict[str, Any]]) -> li
     return terms
 
 
-def collect(model: Any, loader: Any, gaussians: list[Any] = ()) -> dict[str, torch.Tensor]:
-    """p, n, g0, g1, ... (image size), labels and masks of every batch of ``loader``."""
+def maps(model: Any, images: torch.Tensor, gaussians: list[Any] = ()) -> dict[str, torch.Tensor]:
+    """p, n, g0, g1, ... at image size for one batch of raw images."""
     import torch.nn.functional as F
 
     from anomalysynth.models.realnet.scoring import anomaly_probability
 
     net = model.model.eval()
-    out: dict[str, list[torch.Tensor]] = {"p": [], "n": [], "label": [], "mask": []}
-    for i in range(len(gaussians)):
-        out[f"g{i}"] = []
+    size = tuple(images.shape[-2:])
     weight, net.neighbour_weight = net.neighbour_weight, 0.0  # the distance is taken once, below
-    with torch.inference_mode():
-        for batch in loader:
-            images = model._pre(batch.image)
-            raw = net.extract(images)
-            result = net(images, raw)
-            size = batch.image.shape[-2:]
-            out["p"].append(anomaly_probability(result.logits))
-            distance = net.nearest_neighbour(raw)
-            out["n"].append(F.interpolate(distance, size=tuple(size), mode="bilinear", align_corners=False))
+    try:
+        with torch.inference_mode():
+            pre = model._pre(images)
+            raw = net.extract(pre)
+            out = {"p": anomaly_probability(net(pre, raw).logits)}
+            up = lambda m: F.interpolate(m, size=size, mode="bilinear", align_corners=False)  # noqa: E731
+            out["n"] = up(net.nearest_neighbour(raw))
             for i, term in enumerate(gaussians):
-                g = F.interpolate(term(raw), size=tuple(size), mode="bilinear", align_corners=False)
-                out[f"g{i}"].append(g)
-            out["label"].append(batch.gt_label.long())
-            out["mask"].append(batch.gt_mask.view(len(batch.image), *size).long())
-    net.neighbour_weight = weight
+                out[f"g{i}"] = up(term(raw))
+    finally:
+        net.neighbour_weight = weight
+    return out
+
+
+def collect(model: Any, loader: Any, gaussians: list[Any] = ()) -> dict[str, torch.Tensor]:
+    """p, n, g0, g1, ... (image size), labels and masks of every batch of ``loader``."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        parts = maps(model, batch.image, gaussians)
+        parts["label"] = batch.gt_label.long()
+        parts["mask"] = batch.gt_mask.view(len(batch.image), *batch.image.shape[-2:]).long()
+        for k, v in parts.items():
+            out.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def synthetic_half(
+    model: Any, images: torch.Tensor, synthesizer: Any, batch: int, gaussians: list[Any] = ()
+) -> dict[str, torch.Tensor]:
+    """A validation half made of held-out normal training images (label 0) and one synthetic
+    anomaly of each (label 1, the synthesizer's mask over 0.5 as the pixel truth), as
+    :func:`collect` returns it: what a user without real defects can choose on."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(images), batch):
+        clean = images[start : start + batch]
+        gens = [torch.Generator().manual_seed(100_000 + start + i) for i in range(len(clean))]
+        made = synthesizer(clean, generator=gens)
+        keep = made.label.bool()  # a draw that changed nothing is not an anomaly
+        size = clean.shape[-2:]
+        for imgs, labels, masks in (
+            (clean, torch.zeros(len(clean), dtype=torch.long), torch.zeros(len(clean), *size, dtype=torch.long)),
+            (made.image[keep], made.label[keep].long(), (made.mask[keep, 0] > 0.5).long()),
+        ):
+            if len(imgs) == 0:
+                continue
+            parts = maps(model, imgs, gaussians)
+            parts["label"], parts["mask"] = labels, masks
+            for k, v in parts.items():
+                out.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -143,6 +175,15 @@ def main() -> None:
     parser.add_argument("--gaussian-weights", default="0.2,0.4", help="weights of each Gaussian term in the sweep")
     parser.add_argument("--dump", type=Path, default=None, help="save the collected maps of both halves here")
     parser.add_argument("--seed", type=int, default=0, help="Lightning's seed (a second run shows the spread)")
+    parser.add_argument(
+        "--synthetic-val",
+        type=json.loads,
+        default=None,
+        help='synthesizers as --mix, e.g. \'[["memseg", {"perlin_scale": [3, 5]}]]\': also dump a half "synth0", '
+        "... per synthesizer, the held-out normal training images and one of its anomalies of each "
+        "(the model's normality terms are refitted on the training images in a fixed order, so that the "
+        "held-out ones are known)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
@@ -198,13 +239,35 @@ def main() -> None:
     gaussian_weights = [float(v) for v in args.gaussian_weights.split(",")]
     modes = args.modes.split(",")
     gaussians = []
+    train = folder(halves["val"], args.image_size, args.batch)
+    train.setup()
+    train_loader = train.train_dataloader()
+    if args.synthetic_val:
+        from torch.utils.data import DataLoader
+
+        from anomalysynth.models.realnet.nearest_neighbour import held_out
+
+        # one fixed order, so that every term holds out the same images (every 8th)
+        train_loader = DataLoader(
+            train.train_data, batch_size=args.batch, shuffle=False, collate_fn=train.train_data.collate_fn
+        )
+        net = model.model
+        model._fit_normality_terms(
+            train_loader, [t for t in (net.nearest_neighbour, net.gaussian) if t is not None], progress=False
+        )
     if args.gaussians:
-        train = folder(halves["val"], args.image_size, args.batch)
-        train.setup()
         start = time.perf_counter()
-        gaussians = fit_gaussians(model, train.train_dataloader(), args.gaussians)
+        gaussians = fit_gaussians(model, train_loader, args.gaussians)
         print(f"Gaussian terms {args.gaussians} fitted in {time.perf_counter() - start:.0f} s")
     dumped = {}
+    if args.synthetic_val:
+        held = held_out(len(train.train_data))
+        images = torch.cat([b.image for b in train_loader])[held]
+        for i, (name, kw) in enumerate(args.synthetic_val):
+            dumped[f"synth{i}"] = synthetic_half(model, images, create_synthesizer(name, **kw), args.batch, gaussians)
+            labels = dumped[f"synth{i}"]["label"]
+            normal, anomalous = int((labels == 0).sum()), int(labels.sum())
+            print(f"synth{i} half ({name}): {normal} held-out normal images, {anomalous} anomalies")
     for name, root in halves.items():
         dm = folder(root, args.image_size, args.batch)
         dm.setup()

@@ -88,6 +88,13 @@ def main() -> None:
         help="maps shown first, a JSON list of [n, Gaussian, weight, sigma]",
     )
     parser.add_argument("--no-aupro", action="store_true", help="pixel AUROC only (AUPRO is the slow part)")
+    parser.add_argument(
+        "--select-on",
+        default=None,
+        help="a synthetic half of the dumps (recipe_sweep.py --synthetic-val: synth0, synth1, ...): choose the "
+        "image score and the map of each dump on it alone, as a user without real defects could, and show the "
+        "real halves of that choice beside the shipped settings",
+    )
     args = parser.parse_args()
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
 
@@ -102,8 +109,9 @@ def main() -> None:
     score_sigmas = set(floats(args.score_sigmas))
     map_sigmas = floats(args.sigma)
     cache: dict[tuple[str, str], Any] = {}
+    halves = ("val", "test") + ((args.select_on,) if args.select_on else ())
     for name, d in dumps.items():
-        for half in ("val", "test"):
+        for half in halves:
             cache[name, half] = prepared(d[half], score_sigmas | set(map_sigmas))
 
     def image_row(half: str, n: float, gname: str, g: float, mode: str, s: float) -> list[float]:
@@ -124,6 +132,9 @@ def main() -> None:
         )
         if n + g <= 1 + 1e-9 and not (g == 0 and gname != (gaussians or ["g0"])[0])
     ]
+    if args.select_on:
+        select_per_dump(args, dumps, cache, grid, gaussians, map_sigmas)
+        return
     rows = [(setting, image_row("val", *setting)) for setting in grid]
     rows.sort(key=lambda r: -sum(r[1]) / len(r[1]))
     names = list(dumps)
@@ -182,6 +193,72 @@ def main() -> None:
         test = map_row("test", *setting)
         n, gname, g, sigma = setting
         print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {sigma:5.1f}", val, test, 18), flush=True)
+
+
+def select_per_dump(
+    args: Any,
+    dumps: dict[str, Any],
+    cache: dict[tuple[str, str], Any],
+    grid: list[tuple[Any, ...]],
+    gaussians: list[str],
+    map_sigmas: list[float],
+) -> None:
+    """Per dump: rank every image score and map on the synthetic half ``args.select_on``, then
+    show the real validation and test halves of its choice beside the shipped settings."""
+    from anomalib.metrics.aupro import _AUPRO
+    from torchmetrics.functional.classification import binary_auroc
+
+    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
+    shipped = [tuple(v) for v in json.loads(args.shipped)]
+    shipped_map = [(*v, 4.0)[:4] for v in map(tuple, json.loads(args.shipped_map))]
+    grid_map = [
+        (n, gname, g, sigma)
+        for n, gname, g, sigma in itertools.product(
+            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), map_sigmas
+        )
+        if n + g <= 1 + 1e-9
+    ]
+    for name in dumps:
+
+        def image(half: str, setting: tuple[Any, ...], name: str = name) -> float:
+            n, gname, g, mode, s = setting
+            scores = image_scores(mixed(cache[name, half][s], n, gname, g), mode)
+            return float(binary_auroc(scores, dumps[name][half]["label"]))
+
+        def pixel(half: str, setting: tuple[Any, ...], name: str = name) -> tuple[float, float]:
+            n, gname, g, sigma = setting
+            amap = mixed(cache[name, half][sigma], n, gname, g)
+            mask = dumps[name][half]["mask"]
+            aupro = _AUPRO(fpr_limit=0.3)
+            aupro.update(amap[:, 0], mask)
+            return float(binary_auroc(amap.flatten(), mask.flatten())), float(aupro.compute())
+
+        ranked = sorted(grid, key=lambda setting: -image(args.select_on, setting))
+        print(f"\n{name}: image score chosen on {args.select_on} (its AUROC there), then the real halves")
+        for tag, setting in (
+            [("shipped", s) for s in shipped]
+            + [("chosen", ranked[0])]
+            + [(f"#{i + 2}", s) for i, s in enumerate(ranked[1 : args.show])]
+        ):
+            n, gname, g, mode, s = setting
+            print(
+                f"  {tag:>8s} n {n:4.2f} {gname} {g:4.2f} {mode} blur {s:g}: {args.select_on} "
+                f"{image(args.select_on, setting):.4f} | val {image('val', setting):.4f} | "
+                f"test {image('test', setting):.4f}",
+                flush=True,
+            )
+        ranked_map = sorted(grid_map, key=lambda setting: -sum(pixel(args.select_on, setting)))
+        print(f"{name}: map chosen on {args.select_on} (pixel AUROC / AUPRO there), then the real halves")
+        for tag, setting in (
+            [("shipped", s) for s in shipped_map]
+            + [("chosen", ranked_map[0])]
+            + [(f"#{i + 2}", s) for i, s in enumerate(ranked_map[1 : min(args.show, 4)])]
+        ):
+            n, gname, g, sigma = setting
+            cells = " | ".join(
+                "{} {:.4f} / {:.4f}".format(half, *pixel(half, setting)) for half in (args.select_on, "val", "test")
+            )
+            print(f"  {tag:>8s} n {n:4.2f} {gname} {g:4.2f} sigma {sigma:g}: {cells}", flush=True)
 
 
 if __name__ == "__main__":
