@@ -11,6 +11,8 @@ the rows mix p with n only). ``--gaussians`` adds per-position Gaussian terms (g
 g1, ...) fitted on the clean training images, and rows mixing each at every
 ``--gaussian-weights``; ``--dump`` saves p, n, g*, labels and masks of both halves for
 further sweeps. ``--channels random|first|all`` replaces AFS for the AFS ablation.
+``--synthetic-val`` adds halves made of held-out normal training images and synthetic
+anomalies of them (``score_dumps.py --select-on`` chooses the scoring on one).
 Choose on the validation half; the test half reports. The line above each table is
 ``engine.test`` of the model as configured (every normality term of its defaults).
 Run it alone:
