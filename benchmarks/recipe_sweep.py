@@ -241,9 +241,10 @@ def main() -> None:
     gaussian_weights = [float(v) for v in args.gaussian_weights.split(",")]
     modes = args.modes.split(",")
     gaussians = []
-    train = folder(halves["val"], args.image_size, args.batch)
-    train.setup()
-    train_loader = train.train_dataloader()
+    if args.gaussians or args.synthetic_val:
+        train = folder(halves["val"], args.image_size, args.batch)
+        train.setup()
+        train_loader = train.train_dataloader()
     if args.synthetic_val:
         from torch.utils.data import DataLoader
 
@@ -263,8 +264,8 @@ def main() -> None:
         print(f"Gaussian terms {args.gaussians} fitted in {time.perf_counter() - start:.0f} s")
     dumped = {}
     if args.synthetic_val:
-        held = held_out(len(train.train_data))
-        images = torch.cat([b.image for b in train_loader])[held]
+        # the held-out images alone, by their index in the fixed order
+        images = torch.stack([train.train_data[int(i)].image for i in held_out(len(train.train_data)).nonzero()])
         for i, (name, kw) in enumerate(args.synthetic_val):
             dumped[f"synth{i}"] = synthetic_half(model, images, create_synthesizer(name, **kw), args.batch, gaussians)
             labels = dumped[f"synth{i}"]["label"]

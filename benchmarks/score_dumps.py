@@ -63,6 +63,30 @@ def prepared(data: dict[str, torch.Tensor], sigmas: set[float]) -> dict[float, d
     return {s: {k: gaussian_blur(v, s) if s > 0 else v for k, v in raw.items()} for s in sigmas}
 
 
+def floats(text: str) -> list[float]:
+    """``"0.1,0.2"`` -> [0.1, 0.2]."""
+    return [float(v) for v in text.split(",")]
+
+
+def shipped_settings(args: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``--shipped`` image scores and ``--shipped-map`` maps (sigma 4 where not given)."""
+    shipped = [tuple(v) for v in json.loads(args.shipped)]
+    shipped_map = [(*v, 4.0)[:4] for v in map(tuple, json.loads(args.shipped_map))]
+    return shipped, shipped_map
+
+
+def map_grid(args: Any, gaussians: list[str], sigmas: list[float]) -> list[tuple[Any, ...]]:
+    """Every map setting (n, Gaussian, its weight, sigma); g = 0 once, under the first Gaussian."""
+    first = (gaussians or ["g0"])[0]
+    return [
+        (n, gname, g, sigma)
+        for n, gname, g, sigma in itertools.product(
+            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), sigmas
+        )
+        if n + g <= 1 + 1e-9 and not (g == 0 and gname != first)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dumps", nargs="+", type=Path, help="files written by recipe_sweep.py --dump")
@@ -96,7 +120,6 @@ def main() -> None:
         "real halves of that choice beside the shipped settings",
     )
     args = parser.parse_args()
-    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
 
     from anomalib.metrics.aupro import _AUPRO
     from torchmetrics.functional.classification import binary_auroc
@@ -146,7 +169,7 @@ def main() -> None:
         + " ".join(f"{k:>12s}" for k in names)
         + "     mean"
     )
-    shipped = [tuple(v) for v in json.loads(args.shipped)]
+    shipped, shipped_map = shipped_settings(args)
     shown = [r for r in rows if r[0] in shipped] + [r for r in rows[: args.show] if r[0] not in shipped]
     # the best row of every image score and blur, whatever its rank
     for key in (3, 4):
@@ -171,13 +194,7 @@ def main() -> None:
                 out.append(float(aupro.compute()))
         return out
 
-    grid_map = [
-        (n, gname, g, sigma)
-        for n, gname, g, sigma in itertools.product(
-            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), map_sigmas
-        )
-        if n + g <= 1 + 1e-9 and not (g == 0 and gname != (gaussians or ["g0"])[0])
-    ]
+    grid_map = map_grid(args, gaussians, map_sigmas)
     map_rows = [(setting, map_row("val", *setting)) for setting in grid_map]
     map_rows.sort(key=lambda r: -sum(r[1]) / len(r[1]))
     cols = [f"{k}:{m}" for k in names for m in (["pixel"] if args.no_aupro else ["pixel", "aupro"])]
@@ -187,7 +204,6 @@ def main() -> None:
         + " ".join(f"{c[-18:]:>18s}" for c in cols)
         + "     mean | test"
     )
-    shipped_map = [(*v, 4.0)[:4] for v in map(tuple, json.loads(args.shipped_map))]
     first = [r for r in map_rows if r[0] in shipped_map]
     for setting, val in first + [r for r in map_rows[: args.show] if r not in first]:
         test = map_row("test", *setting)
@@ -208,16 +224,8 @@ def select_per_dump(
     from anomalib.metrics.aupro import _AUPRO
     from torchmetrics.functional.classification import binary_auroc
 
-    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
-    shipped = [tuple(v) for v in json.loads(args.shipped)]
-    shipped_map = [(*v, 4.0)[:4] for v in map(tuple, json.loads(args.shipped_map))]
-    grid_map = [
-        (n, gname, g, sigma)
-        for n, gname, g, sigma in itertools.product(
-            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), map_sigmas
-        )
-        if n + g <= 1 + 1e-9
-    ]
+    shipped, shipped_map = shipped_settings(args)
+    grid_map = map_grid(args, gaussians, map_sigmas)
     for name in dumps:
 
         def image(half: str, setting: tuple[Any, ...], name: str = name) -> float:
@@ -233,7 +241,8 @@ def select_per_dump(
             aupro.update(amap[:, 0], mask)
             return float(binary_auroc(amap.flatten(), mask.flatten())), float(aupro.compute())
 
-        ranked = sorted(grid, key=lambda setting: -image(args.select_on, setting))
+        on_synth = {setting: image(args.select_on, setting) for setting in {*grid, *shipped}}
+        ranked = sorted(grid, key=lambda setting: -on_synth[setting])
         print(f"\n{name}: image score chosen on {args.select_on} (its AUROC there), then the real halves")
         for tag, setting in (
             [("shipped", s) for s in shipped]
@@ -243,11 +252,12 @@ def select_per_dump(
             n, gname, g, mode, s = setting
             print(
                 f"  {tag:>8s} n {n:4.2f} {gname} {g:4.2f} {mode} blur {s:g}: {args.select_on} "
-                f"{image(args.select_on, setting):.4f} | val {image('val', setting):.4f} | "
+                f"{on_synth[setting]:.4f} | val {image('val', setting):.4f} | "
                 f"test {image('test', setting):.4f}",
                 flush=True,
             )
-        ranked_map = sorted(grid_map, key=lambda setting: -sum(pixel(args.select_on, setting)))
+        on_synth_map = {setting: pixel(args.select_on, setting) for setting in {*grid_map, *shipped_map}}
+        ranked_map = sorted(grid_map, key=lambda setting: -sum(on_synth_map[setting]))
         print(f"{name}: map chosen on {args.select_on} (pixel AUROC / AUPRO there), then the real halves")
         for tag, setting in (
             [("shipped", s) for s in shipped_map]
@@ -255,9 +265,8 @@ def select_per_dump(
             + [(f"#{i + 2}", s) for i, s in enumerate(ranked_map[1 : min(args.show, 4)])]
         ):
             n, gname, g, sigma = setting
-            cells = " | ".join(
-                "{} {:.4f} / {:.4f}".format(half, *pixel(half, setting)) for half in (args.select_on, "val", "test")
-            )
+            values = [(args.select_on, on_synth_map[setting])] + [(h, pixel(h, setting)) for h in ("val", "test")]
+            cells = " | ".join("{} {:.4f} / {:.4f}".format(half, *v) for half, v in values)
             print(f"  {tag:>8s} n {n:4.2f} {gname} {g:4.2f} sigma {sigma:g}: {cells}", flush=True)
 
 
