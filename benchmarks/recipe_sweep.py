@@ -152,7 +152,13 @@ def main() -> None:
     parser.add_argument("--splits", type=Path, default=Path("results/splits"))
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=250,
+        help="train whole epochs until at least this many steps as well (the shipped recipe: 250; 0: --epochs alone)",
+    )
     parser.add_argument("--mix", type=json.loads, default=None, help="default: the data module's DefaultMix")
     parser.add_argument("--realnet-args", type=json.loads, default={})
     parser.add_argument("--weights", default="0,0.25,0.5,0.75,0.9,1")
@@ -194,7 +200,7 @@ def main() -> None:
     from anomalib.engine import Engine
 
     import anomalysynth  # noqa: F401
-    from anomalysynth.callbacks import AnomalyAwareFeatureSelection
+    from anomalysynth.callbacks import AnomalyAwareFeatureSelection, EpochsForMinSteps
     from anomalysynth.datamodules import SyntheticAnomalyDataModule
     from anomalysynth.models import RealNet
     from anomalysynth.synth import OneOf, create_synthesizer
@@ -222,12 +228,14 @@ def main() -> None:
     datamodule = SyntheticAnomalyDataModule(folder(halves["val"], args.image_size, args.batch), synthesizer)
     engine = Engine(
         max_epochs=args.epochs,
+        min_steps=args.min_steps,
         max_time=args.max_time,
+        check_val_every_n_epoch=10,  # as configs/realnet.yaml
         accelerator="cpu",
         devices=1,
         logger=False,
         default_root_dir="results/bench",
-        callbacks=[AnomalyAwareFeatureSelection()] if args.channels == "afs" else [],
+        callbacks=[EpochsForMinSteps()] + ([AnomalyAwareFeatureSelection()] if args.channels == "afs" else []),
     )
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)

@@ -8,7 +8,10 @@ permutation of its sorted file names; the training split and the masks are share
 
 ``--grow N`` also builds ``<out>/grown``: every training image plus N horizontally
 flipped copies of the first ones (PNG), with the test half, for timing a training set
-larger than the data set (e.g. 700 BSData images: ``--grow 200``).
+larger than the data set (e.g. 700 BSData images: ``--grow 200``). ``--every K`` also
+builds ``<out>/<name>_every<K>``: every K-th training image (sorted) with the whole test
+set and masks, an MVTec-style folder of a small training set whose halves are those of
+the full set (e.g. 50 of DeepPCB's 400 images: ``--every 8``).
 """
 
 from __future__ import annotations
@@ -67,15 +70,30 @@ def grow(root: Path, test_half: Path, out: Path, extra: int) -> Path:
     return Path(out)
 
 
+def thin(root: Path, out: Path, every: int) -> Path:
+    """``out``: links to every ``every``-th training image, the test images and the masks (idempotent)."""
+    images = sorted(p for p in (Path(root) / "train" / "good").iterdir() if p.is_file())
+    if not 1 <= every <= len(images):
+        raise SystemExit(f"--every {every}: expected 1..{len(images)} (the training images).")
+    for image in images[::every]:
+        _link(image, Path(out) / "train" / "good" / image.name)
+    for name in ("test", "ground_truth"):
+        _link(Path(root) / name, Path(out) / name)
+    return Path(out)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grow", type=int, default=0, help="flipped training copies added in <out>/grown")
+    parser.add_argument("--every", type=int, default=0, help="every K-th training image in <out>/<name>_every<K>")
     args = parser.parse_args()
     halves = make_halves(args.root, args.out, args.seed)
     if args.grow:
         halves["grown"] = grow(args.root, halves["test"], Path(args.out) / "grown", args.grow)
+    if args.every:
+        halves["thinned"] = thin(args.root, Path(args.out) / f"{args.root.name}_every{args.every}", args.every)
     for name, path in halves.items():
         print(name, path)

@@ -60,7 +60,8 @@ def test_realnet_config_fits_tests_and_reloads_its_checkpoint(tmp_path):
         return done.stdout
 
     config = str(ROOT / "configs" / "realnet.yaml")
-    fitted = run("fit", "-c", config, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2")
+    quick = ["--trainer.max_epochs", "1", "--trainer.min_steps", "0", "--trainer.limit_train_batches", "2"]
+    fitted = run("fit", "-c", config, *quick)
     checkpoint = tmp_path / "results" / "realnet" / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file()
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # anomalib 2.7 loads this way
