@@ -75,6 +75,18 @@ def shipped_settings(args: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, 
     return shipped, shipped_map
 
 
+def image_grid(args: Any, gaussians: list[str], sigmas: set[float]) -> list[tuple[Any, ...]]:
+    """Every image score (n, Gaussian, its weight, top k mode, blur); g = 0 once, under the first Gaussian."""
+    first = (gaussians or ["g0"])[0]
+    return [
+        (n, gname, g, mode, s)
+        for n, gname, g, mode, s in itertools.product(
+            floats(args.n_weights), gaussians or ["g0"], floats(args.g_weights), args.modes.split(","), sorted(sigmas)
+        )
+        if n + g <= 1 + 1e-9 and not (g == 0 and gname != first)
+    ]
+
+
 def map_grid(args: Any, gaussians: list[str], sigmas: list[float]) -> list[tuple[Any, ...]]:
     """Every map setting (n, Gaussian, its weight, sigma); g = 0 once, under the first Gaussian."""
     first = (gaussians or ["g0"])[0]
@@ -85,6 +97,37 @@ def map_grid(args: Any, gaussians: list[str], sigmas: list[float]) -> list[tuple
         )
         if n + g <= 1 + 1e-9 and not (g == 0 and gname != first)
     ]
+
+
+def image_auroc(
+    parts: dict[float, dict[str, torch.Tensor]], half: dict[str, torch.Tensor], setting: tuple[Any, ...]
+) -> float:
+    """Image AUROC of one image score on one half of a dump (``parts``: its :func:`prepared` maps)."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    n, gname, g, mode, s = setting
+    scores = image_scores(mixed(parts[s], n, gname, g), mode)
+    return float(binary_auroc(scores, half["label"]))
+
+
+def map_quality(
+    parts: dict[float, dict[str, torch.Tensor]],
+    half: dict[str, torch.Tensor],
+    setting: tuple[Any, ...],
+    aupro: bool = True,
+) -> list[float]:
+    """Pixel AUROC (and AUPRO) of one map on one half of a dump (``parts``: its :func:`prepared` maps)."""
+    from anomalib.metrics.aupro import _AUPRO
+    from torchmetrics.functional.classification import binary_auroc
+
+    n, gname, g, sigma = setting
+    amap = mixed(parts[sigma], n, gname, g)
+    out = [float(binary_auroc(amap.flatten(), half["mask"].flatten()))]
+    if aupro:
+        metric = _AUPRO(fpr_limit=0.3)
+        metric.update(amap[:, 0], half["mask"])
+        out.append(float(metric.compute()))
+    return out
 
 
 def main() -> None:
@@ -121,9 +164,6 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from anomalib.metrics.aupro import _AUPRO
-    from torchmetrics.functional.classification import binary_auroc
-
     torch.set_num_threads(2)
     dumps = {p.stem: torch.load(p, weights_only=False) for p in args.dumps}
     gaussians = sorted({k for d in dumps.values() for k in d["val"] if k.startswith("g") and k[1:].isdigit()})
@@ -137,24 +177,10 @@ def main() -> None:
         for half in halves:
             cache[name, half] = prepared(d[half], score_sigmas | set(map_sigmas))
 
-    def image_row(half: str, n: float, gname: str, g: float, mode: str, s: float) -> list[float]:
-        out = []
-        for name in dumps:
-            scores = image_scores(mixed(cache[name, half][s], n, gname, g), mode)
-            out.append(float(binary_auroc(scores, dumps[name][half]["label"])))
-        return out
+    def image_row(half: str, *setting: Any) -> list[float]:
+        return [image_auroc(cache[name, half], dumps[name][half], setting) for name in dumps]
 
-    grid = [
-        (n, gname, g, mode, s)
-        for n, gname, g, mode, s in itertools.product(
-            floats(args.n_weights),
-            gaussians or ["g0"],
-            floats(args.g_weights),
-            args.modes.split(","),
-            sorted(score_sigmas),
-        )
-        if n + g <= 1 + 1e-9 and not (g == 0 and gname != (gaussians or ["g0"])[0])
-    ]
+    grid = image_grid(args, gaussians, score_sigmas)
     if args.select_on:
         select_per_dump(args, dumps, cache, grid, gaussians, map_sigmas)
         return
@@ -182,17 +208,10 @@ def main() -> None:
         n, gname, g, mode, s = setting
         print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {mode:>7s} {s:4.0f}", val, test, 12), flush=True)
 
-    def map_row(half: str, n: float, gname: str, g: float, sigma: float) -> list[float]:
-        out = []
-        for name in dumps:
-            amap = mixed(cache[name, half][sigma], n, gname, g)
-            mask = dumps[name][half]["mask"]
-            out.append(float(binary_auroc(amap.flatten(), mask.flatten())))
-            if not args.no_aupro:
-                aupro = _AUPRO(fpr_limit=0.3)
-                aupro.update(amap[:, 0], mask)
-                out.append(float(aupro.compute()))
-        return out
+    def map_row(half: str, *setting: Any) -> list[float]:
+        return [
+            v for name in dumps for v in map_quality(cache[name, half], dumps[name][half], setting, not args.no_aupro)
+        ]
 
     grid_map = map_grid(args, gaussians, map_sigmas)
     map_rows = [(setting, map_row("val", *setting)) for setting in grid_map]
@@ -221,25 +240,15 @@ def select_per_dump(
 ) -> None:
     """Per dump: rank every image score and map on the synthetic half ``args.select_on``, then
     show the real validation and test halves of its choice beside the shipped settings."""
-    from anomalib.metrics.aupro import _AUPRO
-    from torchmetrics.functional.classification import binary_auroc
-
     shipped, shipped_map = shipped_settings(args)
     grid_map = map_grid(args, gaussians, map_sigmas)
     for name in dumps:
 
         def image(half: str, setting: tuple[Any, ...], name: str = name) -> float:
-            n, gname, g, mode, s = setting
-            scores = image_scores(mixed(cache[name, half][s], n, gname, g), mode)
-            return float(binary_auroc(scores, dumps[name][half]["label"]))
+            return image_auroc(cache[name, half], dumps[name][half], setting)
 
-        def pixel(half: str, setting: tuple[Any, ...], name: str = name) -> tuple[float, float]:
-            n, gname, g, sigma = setting
-            amap = mixed(cache[name, half][sigma], n, gname, g)
-            mask = dumps[name][half]["mask"]
-            aupro = _AUPRO(fpr_limit=0.3)
-            aupro.update(amap[:, 0], mask)
-            return float(binary_auroc(amap.flatten(), mask.flatten())), float(aupro.compute())
+        def pixel(half: str, setting: tuple[Any, ...], name: str = name) -> list[float]:
+            return map_quality(cache[name, half], dumps[name][half], setting)
 
         on_synth = {setting: image(args.select_on, setting) for setting in {*grid, *shipped}}
         ranked = sorted(grid, key=lambda setting: -on_synth[setting])

@@ -28,6 +28,11 @@ def _link(target: Path, link: Path) -> None:
         os.symlink(target.resolve(), link)
 
 
+def _training_images(root: Path) -> list[Path]:
+    """The files of ``root/train/good``, sorted."""
+    return sorted(p for p in (Path(root) / "train" / "good").iterdir() if p.is_file())
+
+
 def make_halves(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
     """Build ``out/val`` and ``out/test`` (idempotent); returns both roots."""
     root = Path(root)
@@ -53,7 +58,7 @@ def grow(root: Path, test_half: Path, out: Path, extra: int) -> Path:
     """``out``: links to every training image, ``extra`` flipped copies and the test half (idempotent)."""
     from PIL import Image, ImageOps
 
-    images = sorted(p for p in (Path(root) / "train" / "good").iterdir() if p.is_file())
+    images = _training_images(root)
     if not 0 <= extra <= len(images):
         raise SystemExit(f"--grow {extra}: expected 0..{len(images)} (the training images to flip).")
     good = Path(out) / "train" / "good"
@@ -72,7 +77,7 @@ def grow(root: Path, test_half: Path, out: Path, extra: int) -> Path:
 
 def thin(root: Path, out: Path, every: int) -> Path:
     """``out``: links to every ``every``-th training image, the test images and the masks (idempotent)."""
-    images = sorted(p for p in (Path(root) / "train" / "good").iterdir() if p.is_file())
+    images = _training_images(root)
     if not 1 <= every <= len(images):
         raise SystemExit(f"--every {every}: expected 1..{len(images)} (the training images).")
     for image in images[::every]:
