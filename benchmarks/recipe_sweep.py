@@ -40,14 +40,14 @@ from splits import make_halves
 
 
 def fit_gaussians(model: Any, loader: Any, variants: list[dict[str, Any]]) -> list[Any]:
-    """One :class:`GaussianNormality` per variant (``levels``: indices of the extracted levels,
-    ``features``), fitted on the clean images of ``loader``."""
+    """One :class:`GaussianNormality` per variant (``levels``: indices of the extracted levels, the
+    reconstructed ones first, then those only a normality term reads; ``features``), fitted on the
+    clean images of ``loader``."""
     from anomalysynth.models.realnet.gaussian import GaussianNormality
 
     net = model.model.eval()
-    terms = [
-        GaussianNormality(v["levels"], [net.channels[k] for k in v["levels"]], v.get("features", 64)) for v in variants
-    ]
+    every = net.channels + net.extra_channels  # the levels of net.extract's output
+    terms = [GaussianNormality(v["levels"], [every[k] for k in v["levels"]], v.get("features", 64)) for v in variants]
     model._fit_normality_terms(loader, terms, progress=False)  # the warm-up's one pass, for extra terms
     return terms
 

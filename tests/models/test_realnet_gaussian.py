@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from anomalysynth.models.realnet import RealNetModel
 from anomalysynth.models.realnet.gaussian import GaussianNormality
 from tests.conftest import torch_threads
 
@@ -156,7 +157,64 @@ def test_realnet_ships_the_gaussian_term_in_map_and_score() -> None:
 
     model = RealNet(evaluator=False).model
     assert (model.gaussian_weight, model.score_gaussian_weight) == (0.2, 0.5)
-    assert model.gaussian is not None and len(model.gaussian.index) == 24 and model.gaussian.levels == [0]
+    assert model.gaussian is not None and len(model.gaussian.index) == 16 and model.gaussian.levels == [4]
     assert not model.gaussian_ready  # fitted in the warm-up
     paper = RealNet(evaluator=False, neighbour_weight=0.0, gaussian_weight=0.0, score_gaussian_weight=0.0).model
     assert paper.gaussian is None
+    assert paper.extra_channels == [] and len(paper.extract(torch.rand(1, 3, 64, 64))) == 4  # no stride 2 extracted
+
+
+def test_a_level_only_the_gaussian_reads_is_extracted_but_never_reconstructed() -> None:
+    # the tiny extractor's first level (8 channels, stride 4) for the Gaussian alone; the other three reconstructed
+    from tests.models.tiny_realnet import CHANNELS, DIMS, TinyExtractor
+
+    torch.manual_seed(0)
+    extractor = TinyExtractor()
+    model = RealNetModel(
+        extractor,
+        CHANNELS[1:],
+        DIMS[1:],
+        gaussian_weight=0.3,
+        gaussian_levels=[3],
+        gaussian_features=CHANNELS[0],
+        extra_channels=CHANNELS[:1],
+        extractor_order=[1, 2, 3, 0],
+    ).eval()
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    reference = [f.detach() for f in extractor(images)]  # the extractor's own order, finest first
+    raw = model.extract(images)
+    assert [f.shape[1] for f in raw] == [12, 16, 20, 8]
+    for got, want in zip(raw, [*reference[1:], reference[0]], strict=True):
+        torch.testing.assert_close(got, want)
+    assert [f.shape[1] for f in model.select(raw)] == list(DIMS[1:])  # the extra level is not selected
+    assert len(model.reconstruction) == 3
+    assert model.gaussian is not None
+    torch.testing.assert_close(model.gaussian.embed(raw), reference[0])  # every channel of the finest level
+    model.gaussian.fit(model.gaussian.embed(raw))
+    out = model(images)
+    probability = out.logits.softmax(dim=1)[:, 1:2]
+    torch.testing.assert_close(out.anomaly_map, 0.7 * probability + 0.3 * _squash(model.gaussian(raw)))
+    with pytest.raises(ValueError, match="extractor_order"):
+        RealNetModel(extractor, CHANNELS[1:], DIMS[1:], extra_channels=CHANNELS[:1], extractor_order=[1, 2, 3, 3])
+    with pytest.raises(ValueError, match="extractor_order"):
+        RealNetModel(extractor, CHANNELS[1:], DIMS[1:], extra_channels=CHANNELS[:1])
+
+
+def test_the_shipped_realnet_models_stride_2_for_the_gaussian_only() -> None:
+    from anomalysynth.backbones import create_timm_model
+    from anomalysynth.models import RealNet
+
+    module = RealNet(evaluator=False, visualizer=False).eval()
+    net = module.model
+    assert net.channels == [24, 40, 112, 320] and net.extra_channels == [16]
+    assert net.gaussian is not None and net.gaussian.levels == [4] and len(net.gaussian.index) == 16
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    pre = module._pre(images)
+    raw = net.extract(pre)
+    assert [f.shape[-1] for f in raw] == [64, 32, 16, 8, 128]  # 256 px (the pre-processor): strides 4-32, then 2
+    # the stride-2 level is the backbone's own stride-2 block, as a separate extractor gives it
+    stride2 = create_timm_model("efficientnet_lite0.offline_in1k", features_only=True, out_indices=[0]).eval()
+    assert stride2.feature_info.reduction() == [2]
+    with torch.no_grad():
+        torch.testing.assert_close(raw[4], stride2(pre)[0], rtol=1e-4, atol=1e-4)
+    assert len(module.afs_features(images)) == 4  # AFS and the statistics see the reconstructed levels only

@@ -120,4 +120,4 @@ def test_realnet_ships_a_heavier_distance_in_the_image_score():
     from anomalysynth.models import RealNet
 
     model = RealNet(evaluator=False)
-    assert (model.model.neighbour_weight, model.model.score_neighbour_weight) == (0.05, 0.3)
+    assert (model.model.neighbour_weight, model.model.score_neighbour_weight) == (0.1, 0.3)

@@ -85,7 +85,7 @@ class RealNet(AnomalibModule):
         map_sigma: smooth the anomaly map with a Gaussian of this standard deviation in
             pixels (RealNet: 0, none; anomalib's PatchCore and PaDiM use 4). RealNet's
             map comes from the stride-4 level; smoothing spreads it over defects a few
-            pixels wide (the shipped 3 scored above 2 and 4 on the validation halves).
+            pixels wide (the shipped 2, with the stride-2 Gaussian, ranked first on the validation halves).
             The image score is taken from the unsmoothed map.
         residual_weight: w in [0, 1]: the anomaly map becomes (1 - w) p + w r / (1 + r),
             p the discriminator's probability, r the reconstruction residual (each
@@ -109,11 +109,11 @@ class RealNet(AnomalibModule):
         score_neighbour_weight: the nearest-neighbour term's weight in the map the
             image score is taken from (``None``: ``neighbour_weight``; ignored while
             ``neighbour_weight`` is 0, which turns the term off). The shipped 0.3
-            against the map's 0.05: on the validation halves the image decision gained
+            against the map's 0.1: on the validation halves the image decision gained
             from more of the distance (BSData's pits are new patches), the localisation
             did not (see the README, "The shipped recipe on real data").
-        neighbour_levels: backbone strides the nearest-neighbour term compares (they
-            must be among ``levels``).
+        neighbour_levels: backbone strides the nearest-neighbour term compares (strides
+            outside ``levels`` are extracted for it alone).
         neighbour_bank_size: patches in its memory bank (a greedy k-center coreset
             built in the warm-up and saved with the model).
         gaussian_weight: w in [0, 1] of the per-position Gaussian normality term: the
@@ -127,10 +127,12 @@ class RealNet(AnomalibModule):
             (``None``: ``gaussian_weight``); the term is on while either is > 0. The
             shipped 0.5 leaves the discriminator 0.2 of the image score: at 0.1 DeepPCB's
             validation image AUROC fell by 5 points, at 0 it fell to chance.
-        gaussian_levels: backbone strides the Gaussian term models (among ``levels``).
-            The shipped stride 4 alone (not PaDiM's three layers, nor strides 4 and 8)
-            localised best on the validation halves of both real sets.
-        gaussian_features: channels it keeps (the shipped 24: every channel of stride 4).
+        gaussian_levels: backbone strides the Gaussian term models; strides outside
+            ``levels`` are extracted for it alone (nothing reconstructs them). The shipped
+            stride 2 alone (a 128x128 grid at 256 px; not PaDiM's three layers, nor strides
+            4, 4 and 8, or 2 and 4) ranked first on the validation halves of both real sets,
+            for the image score and the map.
+        gaussian_features: channels it keeps (the shipped 16: every channel of stride 2).
         score_sigma: smooth the map the image score is taken from with a Gaussian of
             this standard deviation in pixels before the top k (0: none, RealNet), so a
             score rests on a neighbourhood rather than on single pixels.
@@ -168,17 +170,17 @@ class RealNet(AnomalibModule):
         levels: Sequence[int] = _LEVEL_REDUCTIONS,
         discriminator_features: bool = True,
         discriminator_feature_dims: int | None = 64,
-        map_sigma: float = 3.0,
+        map_sigma: float = 2.0,
         residual_weight: float = 0.0,
         score_topk: int = 1,
-        neighbour_weight: float = 0.05,
+        neighbour_weight: float = 0.1,
         score_neighbour_weight: float | None = 0.3,
         neighbour_levels: Sequence[int] = (8, 16),
         neighbour_bank_size: int = 8192,
         gaussian_weight: float = 0.2,
         score_gaussian_weight: float | None = 0.5,
-        gaussian_levels: Sequence[int] = (4,),
-        gaussian_features: int = 24,
+        gaussian_levels: Sequence[int] = (2,),
+        gaussian_features: int = 16,
         score_sigma: float = 0.0,
         feature_anomalies: float = 0.0,
         feature_noise_std: float = 0.015,
@@ -195,26 +197,29 @@ class RealNet(AnomalibModule):
         probe: Any = create_timm_model(backbone, weights=weights, features_only=True, pretrained_strict=False)
         reductions = probe.feature_info.reduction()
         levels = sorted({int(r) for r in levels})
-        out_indices = [i for i, r in enumerate(reductions) if r in levels]
-        if not levels or len(out_indices) != len(levels):
+        if not levels or not set(levels) <= set(reductions):
             raise ValueError(
                 f"{backbone} has feature reductions {reductions}; `levels` {levels} must name one level each."
             )
-        extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
-        channels = extractor.feature_info.channels()
         neighbour = sorted({int(r) for r in neighbour_levels})
-        if neighbour_weight > 0 and not set(neighbour) <= set(levels):
-            raise ValueError(
-                f"`neighbour_levels` {neighbour} must be among the reconstructed `levels` {levels} "
-                "(the nearest-neighbour term compares those levels' features)."
-            )
-        gaussian = sorted({int(r) for r in gaussian_levels})
+        if neighbour_weight <= 0:  # off: built (as before) on the reconstructed levels only, never extracted for it
+            neighbour = [r for r in neighbour if r in levels]
         gaussian_on = term_on(gaussian_weight, score_gaussian_weight)
-        if gaussian_on and not set(gaussian) <= set(levels):
-            raise ValueError(
-                f"`gaussian_levels` {gaussian} must be among the reconstructed `levels` {levels} "
-                "(the Gaussian term models those levels' features)."
-            )
+        gaussian = sorted({int(r) for r in gaussian_levels}) if gaussian_on else []
+        for name, strides in (("neighbour_levels", neighbour), ("gaussian_levels", gaussian)):
+            if not set(strides) <= set(reductions):
+                raise ValueError(
+                    f"{backbone} has feature reductions {reductions}; `{name}` {strides} must be among them."
+                )
+        # the extractor also returns the strides only a normality term reads (e.g. the Gaussian's stride 2)
+        extra = sorted(set(neighbour + gaussian) - set(levels))
+        extracted = sorted(set(levels) | set(extra))
+        out_indices = [reductions.index(r) for r in extracted]
+        extractor: Any = create_timm_model(backbone, weights=weights, features_only=True, out_indices=out_indices)
+        every_channels = extractor.feature_info.channels()
+        order = [extracted.index(r) for r in levels + extra]  # reconstructed levels first, then the extra ones
+        channels = [every_channels[i] for i in order[: len(levels)]]
+        strides = levels + extra  # the levels of RealNetModel.extract's output
         self.model: RealNetModel = RealNetModel(
             extractor,
             channels,
@@ -227,14 +232,16 @@ class RealNet(AnomalibModule):
             residual_weight=residual_weight,
             score_topk=score_topk,
             neighbour_weight=neighbour_weight,
-            neighbour_levels=[levels.index(r) for r in neighbour if r in levels] or None,
+            neighbour_levels=[strides.index(r) for r in neighbour] or None,
             neighbour_bank_size=neighbour_bank_size,
             score_neighbour_weight=score_neighbour_weight,
             gaussian_weight=gaussian_weight,
-            gaussian_levels=[levels.index(r) for r in gaussian] if gaussian_on else None,
+            gaussian_levels=[strides.index(r) for r in gaussian] or None,
             gaussian_features=gaussian_features,
             score_gaussian_weight=score_gaussian_weight,
             score_sigma=score_sigma,
+            extra_channels=[every_channels[i] for i in order[len(levels) :]],
+            extractor_order=order if extra else None,
         )
         self.lr = float(lr)
         if feature_stats_batches < 1:
@@ -280,7 +287,7 @@ class RealNet(AnomalibModule):
 
     def afs_features(self, images: Tensor) -> list[Tensor]:
         """All channels of every level for raw (B, C, H, W) images in [0, 1]."""
-        return self.model.extract(self._pre(images))
+        return self.model.reconstructed(self.model.extract(self._pre(images)))
 
     def set_feature_selection(self, indices: Sequence[Tensor]) -> None:
         self.model.set_feature_selection(indices)
@@ -384,7 +391,7 @@ class RealNet(AnomalibModule):
         """
         statistics = FeatureStatistics()
         for images in self._clean_images(loader, "Feature statistics"):
-            statistics.update(self.model.extract(images))
+            statistics.update(self.model.reconstructed(self.model.extract(images)))
         if not statistics.counts:
             raise ValueError("RealNet: the training data loader gave no batches to measure feature statistics on.")
         self.model.set_feature_statistics(*statistics.result())

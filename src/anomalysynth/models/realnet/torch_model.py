@@ -65,7 +65,14 @@ class RealNetModel(nn.Module):
 
     Args:
         extractor: module returning a list (or dict) of per-level features, finest first.
-        channels: channels of each level.
+        channels: channels of each reconstructed level.
+        extra_channels: channels of further levels the extractor returns that only the
+            normality terms read (e.g. a finer stride for the Gaussian); nothing
+            reconstructs or selects them. :meth:`extract` returns the reconstructed levels
+            first, then these, in ``extractor_order``.
+        extractor_order: the extractor's output index of each level of
+            ``channels + extra_channels`` (``None``: the extractor's own order, when there
+            are no extra levels).
         dims: channels kept per level (AFS); default :func:`default_dims` by ``strides``.
         rrs_ratio: fraction of residual channels kept by RRS.
         fold_batchnorms: run the frozen extractor as a copy with its BatchNorms folded
@@ -103,15 +110,15 @@ class RealNetModel(nn.Module):
         score_neighbour_weight: the term's weight in the map the image score reads
             (``None``: ``neighbour_weight``); ignored while ``neighbour_weight`` is 0 (the
             term is off).
-        neighbour_levels: indices of the levels whose features (all channels) the
-            nearest-neighbour term compares (``None``: no such term).
+        neighbour_levels: indices of the levels (of ``channels + extra_channels``) whose
+            features (all channels) the nearest-neighbour term compares (``None``: no such term).
         neighbour_bank_size: patches in the term's memory bank.
         gaussian_weight: w in [0, 1] of the per-position Gaussian normality term: the
             Mahalanobis distance of a place's features to the normal images' Gaussian at
             that place (PaDiM's model, see :class:`GaussianNormality`) over its normal
             level, mixed in as w g / (1 + g); RealNet: 0. Needs ``gaussian_levels``.
-        gaussian_levels: indices of the levels the Gaussian term models (``None``: no
-            such term).
+        gaussian_levels: indices of the levels (of ``channels + extra_channels``) the
+            Gaussian term models (``None``: no such term).
         gaussian_features: channels it keeps (a seeded random subset of those levels').
         score_gaussian_weight: its weight in the map the image score reads (``None``:
             ``gaussian_weight``); the term is on while either weight is > 0.
@@ -146,8 +153,21 @@ class RealNetModel(nn.Module):
         gaussian_features: int = 64,
         score_gaussian_weight: float | None = None,
         score_sigma: float = 0.0,
+        extra_channels: Sequence[int] = (),
+        extractor_order: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        every = [*channels, *extra_channels]
+        if extractor_order is not None:
+            extractor_order = [int(i) for i in extractor_order]
+            if sorted(extractor_order) != list(range(len(every))):
+                raise ValueError(
+                    f"`extractor_order` must order the extractor's {len(every)} levels (a permutation of "
+                    f"0..{len(every) - 1}); got {extractor_order}."
+                )
+        elif extra_channels:
+            raise ValueError("`extra_channels` needs `extractor_order` (where each level comes out of the extractor).")
+        self.extractor_order = extractor_order
         if dims is None:
             if strides is None:
                 raise ValueError(
@@ -175,23 +195,22 @@ class RealNetModel(nn.Module):
         )
         self.nearest_neighbour: NearestNeighbourNormality | None = None
         if neighbour_levels is not None:
-            if any(not 0 <= k < len(channels) for k in neighbour_levels):
-                raise ValueError(f"`neighbour_levels` must index the {len(channels)} levels; got {neighbour_levels}.")
+            if any(not 0 <= k < len(every) for k in neighbour_levels):
+                raise ValueError(f"`neighbour_levels` must index the {len(every)} levels; got {neighbour_levels}.")
             self.nearest_neighbour = NearestNeighbourNormality(
-                neighbour_levels, [channels[k] for k in neighbour_levels], neighbour_bank_size
+                neighbour_levels, [every[k] for k in neighbour_levels], neighbour_bank_size
             )
         elif neighbour_weight > 0:
             raise ValueError("`neighbour_weight` > 0 needs `neighbour_levels` (the levels the term compares).")
         self.gaussian: GaussianNormality | None = None
         if gaussian_levels is not None:
-            if any(not 0 <= k < len(channels) for k in gaussian_levels):
-                raise ValueError(f"`gaussian_levels` must index the {len(channels)} levels; got {gaussian_levels}.")
-            self.gaussian = GaussianNormality(
-                gaussian_levels, [channels[k] for k in gaussian_levels], gaussian_features
-            )
+            if any(not 0 <= k < len(every) for k in gaussian_levels):
+                raise ValueError(f"`gaussian_levels` must index the {len(every)} levels; got {gaussian_levels}.")
+            self.gaussian = GaussianNormality(gaussian_levels, [every[k] for k in gaussian_levels], gaussian_features)
         elif term_on(gaussian_weight, score_gaussian_weight):
             raise ValueError("A Gaussian normality weight > 0 needs `gaussian_levels` (the levels the term models).")
         self.channels, self.dims, self.rrs_ratio = list(channels), dims, float(rrs_ratio)
+        self.extra_channels = [int(c) for c in extra_channels]
 
         # features: the frozen extractor; the folded copy lives in a plain dict, out of the state dict
         self.extractor = extractor.eval().requires_grad_(False)
@@ -254,11 +273,17 @@ class RealNetModel(nn.Module):
 
     # ------------------------------------------------------------------ features
     def extract(self, images: Tensor) -> list[Tensor]:
-        """All channels of every level (no gradient)."""
-        return extract_features(self.extractor, images, self._folded, self.fold_batchnorms)
+        """All channels of every level (no gradient): the reconstructed levels, then the extra ones."""
+        features = extract_features(self.extractor, images, self._folded, self.fold_batchnorms)
+        return features if self.extractor_order is None else [features[i] for i in self.extractor_order]
+
+    def reconstructed(self, features: Sequence[Tensor]) -> list[Tensor]:
+        """The reconstructed levels of :meth:`extract`'s output (the extra levels dropped)."""
+        return list(features[: len(self.channels)])
 
     def select(self, features: list[Tensor]) -> list[Tensor]:
-        """The selected channels of every level, standardised by the training statistics."""
+        """The selected channels of every reconstructed level, standardised by the training statistics."""
+        features = self.reconstructed(features)
         levels = range(len(self.dims))
         means = [getattr(self, f"feature_mean_{k}") for k in levels]
         stds = [getattr(self, f"feature_std_{k}") for k in levels]
