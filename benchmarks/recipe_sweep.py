@@ -308,8 +308,9 @@ def main() -> None:
                 flush=True,
             )
     if args.dump:
-        args.dump.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(dumped, args.dump)
+        from anomalysynth.files import atomic_write_bytes, torch_bytes
+
+        atomic_write_bytes(args.dump, torch_bytes(dumped))  # makes the folder; never a half-written dump
 
 
 if __name__ == "__main__":

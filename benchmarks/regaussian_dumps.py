@@ -49,6 +49,7 @@ def main() -> None:
     import lightning.pytorch as pl
     import torch.nn.functional as F
 
+    from anomalysynth.files import atomic_write_bytes, torch_bytes
     from anomalysynth.models import RealNet
 
     halves = make_halves(args.root, args.splits / args.root.name)
@@ -87,9 +88,7 @@ def main() -> None:
             if not (torch.equal(dump[name]["label"], data["label"]) and torch.equal(dump[name]["mask"], data["mask"])):
                 raise SystemExit(f"{path}: its {name} half holds other images than {args.root}'s; wrong --root?")
             dump[name][args.key] = data["g"]
-        tmp = path.with_suffix(".tmp")
-        torch.save(dump, tmp)
-        tmp.replace(path)
+        atomic_write_bytes(path, torch_bytes(dump))
         print(f"{path}: added {args.key} to both halves")
 
 

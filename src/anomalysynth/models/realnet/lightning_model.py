@@ -129,8 +129,8 @@ class RealNet(AnomalibModule):
             validation image AUROC fell by 5 points, at 0 it fell to chance.
         gaussian_levels: backbone strides the Gaussian term models; strides outside
             ``levels`` are extracted for it alone (nothing reconstructs them). The shipped
-            stride 2 alone (a 128x128 grid at 256 px; not PaDiM's three layers, nor strides
-            4, 4 and 8, or 2 and 4) ranked first on the validation halves of both real sets,
+            stride 2 alone (a 128x128 grid at 256 px; not PaDiM's three layers, nor stride
+            4, strides 4 and 8, or strides 2 and 4) ranked first on the validation halves of both real sets,
             for the image score and the map.
         gaussian_features: channels it keeps (the shipped 16: every channel of stride 2).
         score_sigma: smooth the map the image score is taken from with a Gaussian of
@@ -286,7 +286,7 @@ class RealNet(AnomalibModule):
         return list(self.model.dims)
 
     def afs_features(self, images: Tensor) -> list[Tensor]:
-        """All channels of every level for raw (B, C, H, W) images in [0, 1]."""
+        """All channels of every reconstructed level for raw (B, C, H, W) images in [0, 1]."""
         return self.model.reconstructed(self.model.extract(self._pre(images)))
 
     def set_feature_selection(self, indices: Sequence[Tensor]) -> None:
