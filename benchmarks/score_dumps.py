@@ -6,7 +6,7 @@ Gaussian term g0, g1, ... it was given. Scoring settings change only how those m
 are mixed, so they can be chosen here without training: every image score (the
 weights of n and of one Gaussian term in the map the score reads, top k or plain max,
 an optional blur before it) and every map (the same weights, smoothed with each
-of ``--sigma``) is scored on the **validation** halves of all dumps; the rows are
+of ``--sigma``; the Gaussian term with each of ``--gaussian-sigma`` where given) is scored on the **validation** halves of all dumps; the rows are
 ranked by their mean over the dumps; the ``--shipped`` settings, the best ``--show``
 rows and the best row of every image score and blur are then scored on the test
 halves too (they report; they do not choose). Run it alone:
@@ -31,13 +31,20 @@ def squashed(data: dict[str, torch.Tensor], key: str) -> torch.Tensor:
     return value if key == "p" else value / (1 + value)
 
 
-def mixed(parts: dict[str, torch.Tensor], n: float, gaussian: str, g: float) -> torch.Tensor:
-    """(1 - n - g) p + n n' + g g' over the squashed maps."""
+def mixed(
+    parts: dict[str, torch.Tensor],
+    n: float,
+    gaussian: str,
+    g: float,
+    gaussian_parts: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """(1 - n - g) p + n n' + g g' over the squashed maps (g' from ``gaussian_parts`` when given:
+    the Gaussian term smoothed by its own sigma)."""
     out = (1 - n - g) * parts["p"]
     if n > 0:
         out = out + n * parts["n"]
     if g > 0:
-        out = out + g * parts[gaussian]
+        out = out + g * (parts if gaussian_parts is None else gaussian_parts)[gaussian]
     return out
 
 
@@ -69,9 +76,13 @@ def floats(text: str) -> list[float]:
 
 
 def shipped_settings(args: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The ``--shipped`` image scores and ``--shipped-map`` maps (sigma 4 where not given)."""
+    """The ``--shipped`` image scores and ``--shipped-map`` maps (sigma 4 where not given; the
+    Gaussian's sigma that of the map where not given)."""
     shipped = [tuple(v) for v in json.loads(args.shipped)]
-    shipped_map = [(*v, 4.0)[:4] for v in map(tuple, json.loads(args.shipped_map))]
+    shipped_map = []
+    for v in json.loads(args.shipped_map):
+        n, gname, g, sigma = (*v, 4.0)[:4]
+        shipped_map.append((n, gname, g, float(sigma), float(v[4]) if len(v) > 4 else float(sigma)))
     return shipped, shipped_map
 
 
@@ -88,14 +99,16 @@ def image_grid(args: Any, gaussians: list[str], sigmas: set[float]) -> list[tupl
 
 
 def map_grid(args: Any, gaussians: list[str], sigmas: list[float]) -> list[tuple[Any, ...]]:
-    """Every map setting (n, Gaussian, its weight, sigma); g = 0 once, under the first Gaussian."""
+    """Every map setting (n, Gaussian, its weight, sigma, the Gaussian's sigma); g = 0 once, under
+    the first Gaussian and at the map's sigma."""
     first = (gaussians or ["g0"])[0]
+    own = floats(args.gaussian_sigma) if args.gaussian_sigma else [None]
     return [
-        (n, gname, g, sigma)
-        for n, gname, g, sigma in itertools.product(
-            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), sigmas
+        (n, gname, g, sigma, sigma if gsigma is None or g == 0 else gsigma)
+        for n, gname, g, sigma, gsigma in itertools.product(
+            floats(args.map_n_weights), gaussians or ["g0"], floats(args.map_g_weights), sigmas, own
         )
-        if n + g <= 1 + 1e-9 and not (g == 0 and gname != first)
+        if n + g <= 1 + 1e-9 and not (g == 0 and (gname != first or gsigma not in (None, own[0])))
     ]
 
 
@@ -120,8 +133,8 @@ def map_quality(
     from anomalib.metrics.aupro import _AUPRO
     from torchmetrics.functional.classification import binary_auroc
 
-    n, gname, g, sigma = setting
-    amap = mixed(parts[sigma], n, gname, g)
+    n, gname, g, sigma, gsigma = setting
+    amap = mixed(parts[sigma], n, gname, g, parts[gsigma])
     out = [float(binary_auroc(amap.flatten(), half["mask"].flatten()))]
     if aupro:
         metric = _AUPRO(fpr_limit=0.3)
@@ -143,6 +156,11 @@ def main() -> None:
     parser.add_argument("--map-n-weights", default="0,0.05,0.1,0.15", help="map: weights of n")
     parser.add_argument("--map-g-weights", default="0,0.05,0.1,0.15,0.2,0.25,0.3", help="map: weights of the Gaussian")
     parser.add_argument("--sigma", default="4", help="the map's smoothing, one or several (e.g. 2,3,4,6)")
+    parser.add_argument(
+        "--gaussian-sigma",
+        default=None,
+        help="the Gaussian term's own smoothing in the map, one or several (default: the map's --sigma)",
+    )
     parser.add_argument("--show", type=int, default=12)
     parser.add_argument(
         "--shipped",
@@ -152,7 +170,7 @@ def main() -> None:
     parser.add_argument(
         "--shipped-map",
         default='[[0.05, "g0", 0.15, 4]]',
-        help="maps shown first, a JSON list of [n, Gaussian, weight, sigma]",
+        help="maps shown first, a JSON list of [n, Gaussian, weight, sigma(, the Gaussian's sigma)]",
     )
     parser.add_argument("--no-aupro", action="store_true", help="pixel AUROC only (AUPRO is the slow part)")
     parser.add_argument(
@@ -171,11 +189,13 @@ def main() -> None:
         gaussians = [g for g in gaussians if g in args.gaussians.split(",")]
     score_sigmas = set(floats(args.score_sigmas))
     map_sigmas = floats(args.sigma)
+    own_sigmas = set(floats(args.gaussian_sigma)) if args.gaussian_sigma else set()
+    shipped_sigmas = {v for setting in shipped_settings(args)[1] for v in setting[3:]}
     cache: dict[tuple[str, str], Any] = {}
     halves = ("val", "test") + ((args.select_on,) if args.select_on else ())
     for name, d in dumps.items():
         for half in halves:
-            cache[name, half] = prepared(d[half], score_sigmas | set(map_sigmas))
+            cache[name, half] = prepared(d[half], score_sigmas | set(map_sigmas) | own_sigmas | shipped_sigmas)
 
     def image_row(half: str, *setting: Any) -> list[float]:
         return [image_auroc(cache[name, half], dumps[name][half], setting) for name in dumps]
@@ -219,15 +239,15 @@ def main() -> None:
     cols = [f"{k}:{m}" for k in names for m in (["pixel"] if args.no_aupro else ["pixel", "aupro"])]
     print("\nmap (smoothed), validation halves ranked by the mean, then the test halves")
     print(
-        f"{'n':>5s} {'g':>4s} {'gw':>5s} {'sigma':>5s} | "
+        f"{'n':>5s} {'g':>4s} {'gw':>5s} {'sigma':>5s} {'gs':>4s} | "
         + " ".join(f"{c[-18:]:>18s}" for c in cols)
         + "     mean | test"
     )
     first = [r for r in map_rows if r[0] in shipped_map]
     for setting, val in first + [r for r in map_rows[: args.show] if r not in first]:
         test = map_row("test", *setting)
-        n, gname, g, sigma = setting
-        print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {sigma:5.1f}", val, test, 18), flush=True)
+        n, gname, g, sigma, gsigma = setting
+        print(table_line(f"{n:5.2f} {gname:>4s} {g:5.2f} {sigma:5.1f} {gsigma:4.1f}", val, test, 18), flush=True)
 
 
 def select_per_dump(
@@ -273,10 +293,10 @@ def select_per_dump(
             + [("chosen", ranked_map[0])]
             + [(f"#{i + 2}", s) for i, s in enumerate(ranked_map[1 : min(args.show, 4)])]
         ):
-            n, gname, g, sigma = setting
+            n, gname, g, sigma, gsigma = setting
             values = [(args.select_on, on_synth_map[setting])] + [(h, pixel(h, setting)) for h in ("val", "test")]
             cells = " | ".join("{} {:.4f} / {:.4f}".format(half, *v) for half, v in values)
-            print(f"  {tag:>8s} n {n:4.2f} {gname} {g:4.2f} sigma {sigma:g}: {cells}", flush=True)
+            print(f"  {tag:>8s} n {n:4.2f} {gname} {g:4.2f} sigma {sigma:g} / {gsigma:g}: {cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from anomalysynth.filters import gaussian_blur
 from anomalysynth.models.realnet import RealNetModel
 from anomalysynth.models.realnet.gaussian import GaussianNormality
 from tests.conftest import torch_threads
@@ -115,6 +116,14 @@ def test_realnet_mixes_the_gaussian_distance_into_its_map_and_score() -> None:
     torch.testing.assert_close(out.anomaly_map, 0.5 * probability + 0.2 * n + 0.3 * g)
     expected = (0.3 * probability + 0.2 * n + 0.5 * g).flatten(1).sort(dim=1, descending=True).values[:, :5].mean(1)
     torch.testing.assert_close(out.pred_score, expected)
+    # its own smoothing: the rest of the map smoothed by map_sigma, the Gaussian's part by gaussian_map_sigma
+    model.map_sigma, model.gaussian_map_sigma = 3.0, 0.0
+    out = model(images)
+    rest = gaussian_blur(0.5 * probability + 0.2 * n, 3.0)
+    torch.testing.assert_close(out.anomaly_map, rest + 0.3 * g)
+    torch.testing.assert_close(out.pred_score, expected)  # the image score reads the unsmoothed map
+    model.gaussian_map_sigma = 1.0
+    torch.testing.assert_close(model(images).anomaly_map, rest + 0.3 * gaussian_blur(g, 1.0))
     with pytest.raises(ValueError, match="map's normality weights"):
         tiny_model(neighbour_weight=0.6, neighbour_levels=[1], gaussian_weight=0.5, gaussian_levels=[0])
     with pytest.raises(ValueError, match="gaussian_levels"):
@@ -157,6 +166,7 @@ def test_realnet_ships_the_gaussian_term_in_map_and_score() -> None:
 
     model = RealNet(evaluator=False).model
     assert (model.gaussian_weight, model.score_gaussian_weight) == (0.2, 0.5)
+    assert (model.map_sigma, model.gaussian_map_sigma) == (4.0, 0.0)  # the Gaussian's stride-2 map unsmoothed
     assert model.gaussian is not None and len(model.gaussian.index) == 16 and model.gaussian.levels == [4]
     assert not model.gaussian_ready  # fitted in the warm-up
     paper = RealNet(evaluator=False, neighbour_weight=0.0, gaussian_weight=0.0, score_gaussian_weight=0.0).model

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from anomalysynth.filters import gaussian_blur
 from anomalysynth.models.realnet import RealNetModel
-from anomalysynth.models.realnet.scoring import AnomalyScoring, NormalityTerm, mix_normality
+from anomalysynth.models.realnet.scoring import AnomalyScoring, NormalityTerm, mix_normality, smoothed_map
 from tests.models.tiny_realnet import CHANNELS, TinyExtractor, tiny_model
 
 
@@ -106,6 +106,40 @@ def test_normality_terms_mix_into_the_probability_by_their_weights():
     assert mix_normality(p, []) is p
     with pytest.raises(ValueError, match="sum to at most 1"):
         mix_normality(p, [NormalityTerm(0.6, r1), NormalityTerm(0.6, r2)])
+
+
+def test_a_term_with_its_own_sigma_is_smoothed_by_it_and_the_rest_by_the_maps():
+    g = torch.Generator().manual_seed(1)
+    p = torch.rand(1, 1, 21, 23, generator=g)
+    spike = torch.zeros(1, 1, 21, 23)
+    spike[0, 0, 10, 11] = 3.0  # r / (1 + r) = 0.75 at one pixel, 0 elsewhere
+    other = 2 * torch.rand(1, 1, 21, 23, generator=g)
+    shared = [NormalityTerm(0.2, spike), NormalityTerm(0.1, other)]
+    # no term with a sigma of its own (or one equal to the map's): the whole mix smoothed, as before
+    plain = gaussian_blur(mix_normality(p, shared), 2.0)
+    assert torch.allclose(smoothed_map(p, shared, 2.0), plain)
+    same = [NormalityTerm(0.2, spike, None, 2.0), NormalityTerm(0.1, other)]
+    assert torch.allclose(smoothed_map(p, same, 2.0), plain)
+    # the spike unsmoothed (sigma 0): it adds 0.2 * 0.75 at its pixel and nothing anywhere else
+    own = smoothed_map(p, [NormalityTerm(0.2, spike, None, 0.0), NormalityTerm(0.1, other)], 2.0)
+    without = gaussian_blur(0.7 * p + 0.1 * other / (1 + other), 2.0)
+    difference = own - without
+    assert abs(float(difference[0, 0, 10, 11]) - 0.15) < 1e-6
+    difference[0, 0, 10, 11] = 0
+    assert float(difference.abs().max()) < 1e-6
+    # the map stays in [0, 1]; weights above 1 are refused on this path too
+    assert 0 <= float(own.min()) and float(own.max()) <= 1
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        smoothed_map(p, [NormalityTerm(0.6, spike, None, 0.0), NormalityTerm(0.6, other)], 2.0)
+
+
+def test_gaussian_map_sigma_is_checked_and_settable():
+    with pytest.raises(ValueError, match="gaussian_map_sigma"):
+        AnomalyScoring(gaussian_map_sigma=-1.0)
+    assert AnomalyScoring().gaussian_map_sigma is None
+    model = tiny_model()
+    model.gaussian_map_sigma = 0.0
+    assert model.scoring.gaussian_map_sigma == 0.0
 
 
 def test_scoring_settings_live_in_one_place_and_are_checked():

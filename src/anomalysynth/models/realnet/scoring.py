@@ -27,6 +27,7 @@ __all__ = [
     "mix_normality",
     "mix_residual",
     "residual_map",
+    "smoothed_map",
     "term_on",
     "track_residual_scale",
 ]
@@ -38,6 +39,7 @@ class NormalityTerm(NamedTuple):
     weight: float  # w in [0, 1]
     map: Tensor  # (B, 1, H, W) r >= 0, near 1 on normal regions
     score_weight: float | None = None  # its weight in the map the image score reads (None: ``weight``)
+    sigma: float | None = None  # its own smoothing in the returned map (None: the map's ``map_sigma``)
 
 
 class AnomalyScoring:
@@ -49,7 +51,9 @@ class AnomalyScoring:
         score_topk: the image score is the mean of the map's ``score_topk`` largest
             values instead (0: off).
         map_sigma: standard deviation in pixels of a Gaussian that smooths the returned
-            map (0: none). The image score is taken from the unsmoothed map.
+            map (0: none); a term with its own ``sigma`` is smoothed by that instead (the
+            map is linear in its parts, so each part is smoothed before they are added).
+            The image score is taken from the unsmoothed map.
         residual_weight: the weight of the reconstruction residual's normality term
             (RealNet: 0, the discriminator's probability alone).
         neighbour_weight: the weight of the nearest-neighbour normality term (the
@@ -66,6 +70,9 @@ class AnomalyScoring:
             image score is taken from, before its top k or box mean (0: none, RealNet).
             A score then rests on a neighbourhood rather than on single pixels, as
             PaDiM's and PatchCore's max of a smoothed map does.
+        gaussian_map_sigma: the Gaussian normality term's own smoothing in the returned
+            map (``None``: ``map_sigma``). The term is a fine map (stride 2) that needs
+            little smoothing where the discriminator's coarser map needs more.
 
     The weights of the map (residual, neighbour, Gaussian) sum to at most 1, and so do
     the image score's.
@@ -82,6 +89,7 @@ class AnomalyScoring:
         gaussian_weight: float = 0.0,
         score_gaussian_weight: float | None = None,
         score_sigma: float = 0.0,
+        gaussian_map_sigma: float | None = None,
     ) -> None:
         if score_pool < 1:
             raise ValueError(f"`score_pool` must be >= 1 (1: the map's plain max); got {score_pool}.")
@@ -89,6 +97,11 @@ class AnomalyScoring:
             raise ValueError(f"`score_topk` must be an int >= 0 (0: use score_pool); got {score_topk!r}.")
         if not map_sigma >= 0:
             raise ValueError(f"`map_sigma` must be >= 0 (0: no smoothing); got {map_sigma}.")
+        if gaussian_map_sigma is not None and not gaussian_map_sigma >= 0:
+            raise ValueError(
+                f"`gaussian_map_sigma` must be >= 0 (0: no smoothing) or None (the map's `map_sigma`); "
+                f"got {gaussian_map_sigma}."
+            )
         if not score_sigma >= 0:
             raise ValueError(f"`score_sigma` must be >= 0 (0: the image score reads the raw map); got {score_sigma}.")
         if not 0 <= residual_weight <= 1:
@@ -126,6 +139,7 @@ class AnomalyScoring:
         self.score_pool = int(score_pool)
         self.score_topk = score_topk
         self.map_sigma = float(map_sigma)
+        self.gaussian_map_sigma = None if gaussian_map_sigma is None else float(gaussian_map_sigma)
         self.score_sigma = float(score_sigma)
         self.residual_weight = float(residual_weight)
 
@@ -142,9 +156,7 @@ class AnomalyScoring:
             score = self.image_score(mix_normality(probability, scored))
         else:
             score = self.image_score(anomaly_map)
-        if self.map_sigma > 0:
-            anomaly_map = gaussian_blur(anomaly_map, self.map_sigma)
-        return anomaly_map, score
+        return smoothed_map(probability, terms, self.map_sigma, anomaly_map), score
 
     def image_score(self, anomaly_map: Tensor) -> Tensor:
         """(B,) the ``score_topk`` mean, else the max of the ``score_pool`` box mean, of a (B, 1, H, W) map
@@ -183,6 +195,32 @@ def mix_normality(probability: Tensor, terms: Sequence[NormalityTerm]) -> Tensor
     for term in active:
         mixed = mixed + term.weight * (term.map / (1 + term.map))
     return mixed
+
+
+def smoothed_map(
+    probability: Tensor, terms: Sequence[NormalityTerm], sigma: float, mixed: Tensor | None = None
+) -> Tensor:
+    """:func:`mix_normality`'s map smoothed by ``sigma`` (0: none), each term that has its own
+    ``sigma`` smoothed by that one instead. ``mixed``: the unsmoothed mix, when already made."""
+    active = [t for t in terms if t.weight > 0]
+    own = [t.sigma is not None and t.sigma != sigma for t in active]
+    if not any(own):
+        mixed = mix_normality(probability, terms) if mixed is None else mixed
+        return gaussian_blur(mixed, sigma) if sigma > 0 else mixed
+    total = sum(t.weight for t in active)
+    if total > 1 + 1e-9:
+        raise ValueError(f"The normality terms' weights must sum to at most 1; got {total}.")
+    shared = (1 - total) * probability
+    for term, separate in zip(active, own, strict=True):
+        if not separate:
+            shared = shared + term.weight * (term.map / (1 + term.map))
+    out = gaussian_blur(shared, sigma) if sigma > 0 else shared
+    for term, separate in zip(active, own, strict=True):
+        if separate:
+            part = term.map / (1 + term.map)
+            assert term.sigma is not None
+            out = out + term.weight * (gaussian_blur(part, term.sigma) if term.sigma > 0 else part)
+    return out
 
 
 def mix_residual(probability: Tensor, residual: Tensor, weight: float) -> Tensor:

@@ -124,6 +124,8 @@ class RealNetModel(nn.Module):
             ``gaussian_weight``); the term is on while either weight is > 0.
         score_sigma: smooth the map the image score reads with a Gaussian of this
             standard deviation in pixels before its top k or box mean (0: none).
+        gaussian_map_sigma: the Gaussian term's own smoothing in the returned map
+            (``None``: ``map_sigma``).
     """
 
     residual_scale: Tensor
@@ -155,6 +157,7 @@ class RealNetModel(nn.Module):
         score_sigma: float = 0.0,
         extra_channels: Sequence[int] = (),
         extractor_order: Sequence[int] | None = None,
+        gaussian_map_sigma: float | None = None,
     ) -> None:
         super().__init__()
         every = [*channels, *extra_channels]
@@ -192,6 +195,7 @@ class RealNetModel(nn.Module):
             gaussian_weight,
             score_gaussian_weight,
             score_sigma,
+            gaussian_map_sigma,
         )
         self.nearest_neighbour: NearestNeighbourNormality | None = None
         if neighbour_levels is not None:
@@ -328,7 +332,14 @@ class RealNetModel(nn.Module):
         if self.gaussian_active and self.gaussian_ready and raw is not None and not self.training:
             assert self.gaussian is not None
             distance = F.interpolate(self.gaussian(raw), size=tuple(size), mode="bilinear", align_corners=False)
-            terms.append(NormalityTerm(self.scoring.gaussian_weight, distance, self.scoring.score_gaussian_weight))
+            terms.append(
+                NormalityTerm(
+                    self.scoring.gaussian_weight,
+                    distance,
+                    self.scoring.score_gaussian_weight,
+                    self.scoring.gaussian_map_sigma,
+                )
+            )
         return terms
 
     @property
@@ -359,6 +370,7 @@ class RealNetModel(nn.Module):
     score_topk = _scoring_setting("score_topk")
     map_sigma = _scoring_setting("map_sigma")
     score_sigma = _scoring_setting("score_sigma")
+    gaussian_map_sigma = _scoring_setting("gaussian_map_sigma")
     residual_weight = _scoring_setting("residual_weight")
     neighbour_weight = _scoring_setting("neighbour_weight")
     score_neighbour_weight = _scoring_setting("score_neighbour_weight")
