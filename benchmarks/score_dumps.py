@@ -6,7 +6,8 @@ Gaussian term g0, g1, ... it was given. Scoring settings change only how those m
 are mixed, so they can be chosen here without training: every image score (the
 weights of n and of one Gaussian term in the map the score reads, top k or plain max,
 an optional blur before it) and every map (the same weights, smoothed with each
-of ``--sigma``; the Gaussian term with each of ``--gaussian-sigma`` where given) is scored on the **validation** halves of all dumps; the rows are
+of ``--sigma``; the Gaussian term with each of ``--gaussian-sigma`` where given) is
+scored on the **validation** halves of all dumps; the rows are
 ranked by their mean over the dumps; the ``--shipped`` settings, the best ``--show``
 rows and the best row of every image score and blur are then scored on the test
 halves too (they report; they do not choose). Run it alone:

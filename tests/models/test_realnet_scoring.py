@@ -128,7 +128,7 @@ def test_a_term_with_its_own_sigma_is_smoothed_by_it_and_the_rest_by_the_maps():
     difference[0, 0, 10, 11] = 0
     assert float(difference.abs().max()) < 1e-6
     # the map stays in [0, 1]; weights above 1 are refused on this path too
-    assert 0 <= float(own.min()) and float(own.max()) <= 1
+    assert float(own.min()) >= 0 and float(own.max()) <= 1
     with pytest.raises(ValueError, match="sum to at most 1"):
         smoothed_map(p, [NormalityTerm(0.6, spike, None, 0.0), NormalityTerm(0.6, other)], 2.0)
 
