@@ -191,7 +191,8 @@ def main() -> None:
     score_sigmas = set(floats(args.score_sigmas))
     map_sigmas = floats(args.sigma)
     own_sigmas = set(floats(args.gaussian_sigma)) if args.gaussian_sigma else set()
-    shipped_sigmas = {v for setting in shipped_settings(args)[1] for v in setting[3:]}
+    shipped, shipped_map = shipped_settings(args)
+    shipped_sigmas = {v for setting in shipped_map for v in setting[3:]}
     cache: dict[tuple[str, str], Any] = {}
     halves = ("val", "test") + ((args.select_on,) if args.select_on else ())
     for name, d in dumps.items():
@@ -216,7 +217,6 @@ def main() -> None:
         + " ".join(f"{k:>12s}" for k in names)
         + "     mean"
     )
-    shipped, shipped_map = shipped_settings(args)
     shown = [r for r in rows if r[0] in shipped] + [r for r in rows[: args.show] if r[0] not in shipped]
     # the best row of every image score and blur, whatever its rank
     for key in (3, 4):

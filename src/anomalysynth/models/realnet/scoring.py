@@ -185,15 +185,12 @@ def anomaly_probability(logits: Tensor) -> Tensor:
 def mix_normality(probability: Tensor, terms: Sequence[NormalityTerm]) -> Tensor:
     """(1 - sum w_i) p + sum w_i r_i / (1 + r_i): in [0, 1] while the weights sum to at most 1
     (each term's ``weight``; its ``score_weight`` is for :class:`AnomalyScoring`)."""
-    active = [t for t in terms if t.weight > 0]
+    active, total = _active_terms(terms)
     if not active:
         return probability
-    total = sum(t.weight for t in active)
-    if total > 1 + 1e-9:
-        raise ValueError(f"The normality terms' weights must sum to at most 1; got {total}.")
     mixed = (1 - total) * probability
     for term in active:
-        mixed = mixed + term.weight * (term.map / (1 + term.map))
+        mixed = mixed + term.weight * _squashed(term)
     return mixed
 
 
@@ -202,25 +199,40 @@ def smoothed_map(
 ) -> Tensor:
     """:func:`mix_normality`'s map smoothed by ``sigma`` (0: none), each term that has its own
     ``sigma`` smoothed by that one instead. ``mixed``: the unsmoothed mix, when already made."""
-    active = [t for t in terms if t.weight > 0]
+    active, total = _active_terms(terms)
     own = [t.sigma is not None and t.sigma != sigma for t in active]
     if not any(own):
-        mixed = mix_normality(probability, terms) if mixed is None else mixed
-        return gaussian_blur(mixed, sigma) if sigma > 0 else mixed
-    total = sum(t.weight for t in active)
-    if total > 1 + 1e-9:
-        raise ValueError(f"The normality terms' weights must sum to at most 1; got {total}.")
+        return _blurred(mix_normality(probability, terms) if mixed is None else mixed, sigma)
+    # the mix is linear in its parts: smooth the shared part once, each term with its own sigma apart
     shared = (1 - total) * probability
     for term, separate in zip(active, own, strict=True):
         if not separate:
-            shared = shared + term.weight * (term.map / (1 + term.map))
-    out = gaussian_blur(shared, sigma) if sigma > 0 else shared
+            shared = shared + term.weight * _squashed(term)
+    out = _blurred(shared, sigma)
     for term, separate in zip(active, own, strict=True):
         if separate:
-            part = term.map / (1 + term.map)
             assert term.sigma is not None
-            out = out + term.weight * (gaussian_blur(part, term.sigma) if term.sigma > 0 else part)
+            out = out + term.weight * _blurred(_squashed(term), term.sigma)
     return out
+
+
+def _active_terms(terms: Sequence[NormalityTerm]) -> tuple[list[NormalityTerm], float]:
+    """The terms with a weight > 0 and their summed weight, checked to be at most 1."""
+    active = [t for t in terms if t.weight > 0]
+    total = sum(t.weight for t in active)
+    if total > 1 + 1e-9:
+        raise ValueError(f"The normality terms' weights must sum to at most 1; got {total}.")
+    return active, total
+
+
+def _squashed(term: NormalityTerm) -> Tensor:
+    """r / (1 + r): a term's map as it enters the mix, in [0, 1)."""
+    return term.map / (1 + term.map)
+
+
+def _blurred(image: Tensor, sigma: float) -> Tensor:
+    """``image`` smoothed by a Gaussian of ``sigma`` pixels (0: as it is)."""
+    return gaussian_blur(image, sigma) if sigma > 0 else image
 
 
 def mix_residual(probability: Tensor, residual: Tensor, weight: float) -> Tensor:
