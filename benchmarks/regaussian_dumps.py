@@ -1,4 +1,5 @@
-"""Add the current RealNet's Gaussian term to maps ``recipe_sweep.py --dump`` saved, without training again.
+"""Add the current RealNet's Gaussian term (or its nearest-neighbour distance) to maps ``recipe_sweep.py --dump``
+saved, without training again.
 
 The Gaussian normality term reads the frozen backbone only: it is fitted on the clean
 training images after training and plays no part in a training step, so a change of
@@ -12,6 +13,11 @@ warm-up does, and adds its map of both halves to the dump under ``--key``;
 
     python benchmarks/regaussian_dumps.py --root ../shared/datasets/bsdata \
         results/dumps/bsdata_s0.pt results/dumps/bsdata_s1.pt --key g3
+
+``--key n`` rebuilds the nearest-neighbour term instead (it too reads the frozen
+backbone alone and is built after training) and replaces the dump's distance n; give
+each dump its training's ``--seed`` (the seed orders the training loader, which picks
+the images held out for the term's scale).
 """
 
 from __future__ import annotations
@@ -35,14 +41,14 @@ def main() -> None:
     parser.add_argument("dumps", nargs="+", type=Path, help="files written by recipe_sweep.py --dump for --root")
     parser.add_argument("--root", type=Path, required=True, help="the MVTec-style folder the dumps came from")
     parser.add_argument("--splits", type=Path, default=Path("results/splits"), help="as recipe_sweep.py")
-    parser.add_argument("--key", default="g3", help="the new term's name in the dumps (g<number>)")
+    parser.add_argument("--key", default="g3", help="the new term's name in the dumps (g<number>; n: the distance)")
     parser.add_argument("--realnet-args", type=json.loads, default={}, help="RealNet arguments (JSON)")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="order of the training loader (the held-out images)")
     args = parser.parse_args()
-    if not (args.key.startswith("g") and args.key[1:].isdigit()):
-        parser.error(f"--key must be g<number> (score_dumps.py reads those); got {args.key!r}")
+    if not (args.key == "n" or (args.key.startswith("g") and args.key[1:].isdigit())):
+        parser.error(f"--key must be g<number> or n (score_dumps.py reads those); got {args.key!r}")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
 
@@ -55,17 +61,19 @@ def main() -> None:
     halves = make_halves(args.root, args.splits / args.root.name)
     pl.seed_everything(args.seed, verbose=False)
     model = RealNet(**args.realnet_args).eval()
-    term = model.model.gaussian
+    term = model.model.nearest_neighbour if args.key == "n" else model.model.gaussian
     if term is None:
-        raise SystemExit("These RealNet arguments have no Gaussian term (gaussian_weight and score_gaussian_weight 0).")
+        kind = "nearest-neighbour" if args.key == "n" else "Gaussian"
+        raise SystemExit(f"These RealNet arguments have no {kind} term.")
     train = folder(halves["val"], args.image_size, args.batch)
     train.setup()
     start = time.perf_counter()
     with torch.inference_mode():
         model._fit_normality_terms(train.train_dataloader(), [term], progress=False)
+    kept = f"a bank of {len(term.bank)}" if args.key == "n" else f"{len(term.index)} kept"
     print(
-        f"Gaussian (levels {term.levels} of {model.model.channels + model.model.extra_channels} channels, "
-        f"{len(term.index)} kept) fitted in {time.perf_counter() - start:.0f} s"
+        f"{type(term).__name__} (levels {term.levels} of {model.model.channels + model.model.extra_channels} "
+        f"channels, {kept}) fitted in {time.perf_counter() - start:.0f} s"
     )
     maps: dict[str, dict[str, torch.Tensor]] = {}
     for name, root in halves.items():

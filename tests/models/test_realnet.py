@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
@@ -238,3 +239,53 @@ def test_warm_up_without_a_plan_keeps_the_first_channels():
     model.warm_up(_synthetic_batches(1), progress=False)
     assert not model.feature_selection_done and bool(model.model.feature_stats_done)
     assert all(torch.equal(s, torch.arange(8)) for s in model.model.selections)
+
+
+class _LearningRates(pl.Callback):
+    """Records the learning rate each optimizer step is taken with."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.rates.append(optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_learning_rate_follows_torch_cosine_annealing_over_the_runs_steps(tiny_folder, tmp_path, schedule):
+    from anomalysynth.callbacks import EpochsForMinSteps, SynthesizeOnDevice
+    from anomalysynth.synth import create_synthesizer
+    from tests.conftest import quiet_trainer
+    from tests.models.tiny_realnet import tiny_realnet
+
+    torch.manual_seed(0)
+    module = tiny_realnet(lr=1e-3, lr_schedule=schedule)
+    rates = _LearningRates()
+    trainer = quiet_trainer(
+        tmp_path,
+        max_epochs=1,
+        min_steps=5,  # 2 batches an epoch: EpochsForMinSteps raises max_epochs to 3, so 6 steps
+        limit_train_batches=2,
+        limit_val_batches=0,
+        callbacks=[EpochsForMinSteps(), SynthesizeOnDevice(create_synthesizer("cutpaste"), seed=1), rates],
+    )
+    trainer.fit(module, datamodule=tiny_folder)
+    assert trainer.global_step == 6 and len(rates.rates) == 6
+    # the independent reference: torch's scheduler over the same 6 steps
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=6)
+    expected = []
+    for _ in range(6):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    if schedule == "constant":
+        expected = [1e-3] * 6
+    assert rates.rates == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_unknown_learning_rate_schedule_is_refused():
+    from anomalysynth.models import RealNet
+
+    with pytest.raises(ValueError, match="lr_schedule"):
+        RealNet(evaluator=False, lr_schedule="linear")  # type: ignore[arg-type]

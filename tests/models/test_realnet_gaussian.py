@@ -165,7 +165,7 @@ def test_realnet_ships_the_gaussian_term_in_map_and_score() -> None:
     from anomalysynth.models import RealNet
 
     model = RealNet(evaluator=False).model
-    assert (model.gaussian_weight, model.score_gaussian_weight) == (0.2, 0.5)
+    assert (model.gaussian_weight, model.score_gaussian_weight) == (0.2, 0.55)
     assert (model.map_sigma, model.gaussian_map_sigma) == (4.0, 0.0)  # the Gaussian's stride-2 map unsmoothed
     assert model.gaussian is not None and len(model.gaussian.index) == 16 and model.gaussian.levels == [4]
     assert not model.gaussian_ready  # fitted in the warm-up

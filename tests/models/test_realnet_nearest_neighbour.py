@@ -66,6 +66,55 @@ def test_term_refuses_to_run_without_a_bank_and_round_trips_its_bank():
     assert not bool(fresh.fitted)
 
 
+def _patch_mean(features: torch.Tensor, zeros_count: bool) -> torch.Tensor:
+    """PatchCore's local average written as it writes it: unfold 3x3 patches with zero padding and
+    average them (over all 9 places, or over the places inside the image only)."""
+    b, c, h, w = features.shape
+    patches = torch.nn.functional.unfold(features, 3, padding=1).view(b, c, 9, h * w)
+    if zeros_count:
+        return patches.mean(dim=2).view(b, c, h, w)
+    inside = torch.nn.functional.unfold(torch.ones(1, 1, h, w), 3, padding=1).view(1, 1, 9, h * w)
+    return (patches.sum(dim=2) / inside.sum(dim=2)).view(b, c, h, w)
+
+
+def test_embedding_averages_patches_with_the_zero_padding_as_patchcore_does():
+    g = torch.Generator().manual_seed(5)
+    fine, coarse = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    term = NearestNeighbourNormality([0, 1], [3, 4], bank_size=5)
+    expected = torch.cat(
+        [
+            _patch_mean(fine, True),
+            torch.nn.functional.interpolate(_patch_mean(coarse, True), size=(8, 8), mode="bilinear"),
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(term.embed([fine, coarse]), expected)
+    # the border differs from the average over the inside places alone (the pooling before)
+    assert not torch.allclose(
+        term.embed([fine, coarse])[..., 0, :],
+        torch.cat([_patch_mean(fine, False)[..., 0, :], expected[:, 3:, 0, :]], dim=1),
+    )
+
+
+def test_a_bank_saved_before_the_zero_padding_keeps_its_own_pooling():
+    g = torch.Generator().manual_seed(6)
+    term = NearestNeighbourNormality([0], [3], bank_size=5)
+    term.fit(term.embed([torch.randn(9, 3, 4, 4, generator=g)]))
+    older = {k: v for k, v in term.state_dict().items() if k != "zero_padded"}  # as such models were saved
+    loaded = NearestNeighbourNormality([0], [3], bank_size=5)
+    loaded.load_state_dict(older)
+    features = torch.randn(1, 3, 4, 4, generator=g)
+    assert not bool(loaded.zero_padded)
+    torch.testing.assert_close(loaded.embed([features]), _patch_mean(features, False))
+    round_trip = NearestNeighbourNormality([0], [3], bank_size=5)
+    round_trip.load_state_dict(term.state_dict())
+    assert bool(round_trip.zero_padded)
+    torch.testing.assert_close(round_trip.embed([features]), _patch_mean(features, True))
+    unbuilt = NearestNeighbourNormality([0], [3], bank_size=5)
+    unbuilt.load_state_dict({})  # no bank yet: it will be built, and read, with the zero padding
+    assert bool(unbuilt.zero_padded)
+
+
 def test_realnet_mixes_the_distance_into_its_map():
     model = tiny_model(neighbour_weight=0.4, neighbour_levels=[1, 2]).eval()
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(5))
@@ -120,4 +169,4 @@ def test_realnet_ships_a_heavier_distance_in_the_image_score():
     from anomalysynth.models import RealNet
 
     model = RealNet(evaluator=False)
-    assert (model.model.neighbour_weight, model.model.score_neighbour_weight) == (0.1, 0.3)
+    assert (model.model.neighbour_weight, model.model.score_neighbour_weight) == (0.15, 0.35)

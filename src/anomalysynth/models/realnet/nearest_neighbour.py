@@ -35,12 +35,17 @@ class NearestNeighbourNormality(nn.Module):
             concatenated).
         channels: channels of each of those levels.
         bank_size: patches kept in the bank (the coreset's size).
-        pool: side of the local average (PatchCore: 3).
+        pool: side of the local average (PatchCore: 3). As in PatchCore (its unfold
+            with zero padding, anomalib's ``AvgPool2d(3, 1, 1)``), the zeros beyond the
+            border count in the average, so border patches stay distinct from inner
+            ones. Models saved before this (their banks averaged border patches over
+            the inside places only, ``zero_padded`` False) keep their own pooling.
     """
 
     bank: Tensor
     scale: Tensor
     fitted: Tensor
+    zero_padded: Tensor
 
     def __init__(self, levels: Sequence[int], channels: Sequence[int], bank_size: int = 4096, pool: int = 3) -> None:
         super().__init__()
@@ -56,6 +61,7 @@ class NearestNeighbourNormality(nn.Module):
         self.register_buffer("bank", torch.zeros(0, sum(channels)))
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("fitted", torch.tensor(False))
+        self.register_buffer("zero_padded", torch.tensor(True))
 
     def embed(self, features: Sequence[Tensor]) -> Tensor:
         """(B, D, h, w): the chosen levels, locally averaged, at the first chosen level's size."""
@@ -64,7 +70,8 @@ class NearestNeighbourNormality(nn.Module):
         out = []
         for f in chosen:
             if self.pool > 1:
-                f = F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
+                padded = bool(self.zero_padded)
+                f = F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=padded)
             if f.shape[-2:] != size:
                 f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
             out.append(f)
@@ -120,6 +127,10 @@ class NearestNeighbourNormality(nn.Module):
             state_dict[prefix + "bank"] = torch.zeros(0, self.bank.shape[1])
             state_dict[prefix + "scale"] = torch.tensor(1.0)
             state_dict[prefix + "fitted"] = torch.tensor(False)
+        if prefix + "zero_padded" not in state_dict:
+            # a bank built before the pooling counted the zero padding embeds as it was built; none yet: as now
+            built = bool(state_dict.get(prefix + "fitted", True))
+            state_dict[prefix + "zero_padded"] = torch.tensor(not built)
         bank = state_dict.get(prefix + "bank")
         if isinstance(bank, Tensor) and bank.shape != self.bank.shape:
             self.bank = torch.zeros_like(bank, device=self.bank.device)
