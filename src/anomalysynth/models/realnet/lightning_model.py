@@ -500,7 +500,8 @@ class RealNet(AnomalibModule):
 
     def on_train_epoch_start(self) -> None:
         # the run's optimizer steps, read once callbacks such as EpochsForMinSteps have set max_epochs
-        self._scheduled_steps = float(self.trainer.estimated_stepping_batches)
+        if self.lr_schedule == "cosine":
+            self._scheduled_steps = float(self.trainer.estimated_stepping_batches)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.lr_schedule == "constant":

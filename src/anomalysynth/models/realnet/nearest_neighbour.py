@@ -67,10 +67,10 @@ class NearestNeighbourNormality(nn.Module):
         """(B, D, h, w): the chosen levels, locally averaged, at the first chosen level's size."""
         chosen = [features[k] for k in self.levels]
         size = chosen[0].shape[-2:]
+        padded = bool(self.zero_padded)  # read once: on a GPU each read of the buffer waits for the device
         out = []
         for f in chosen:
             if self.pool > 1:
-                padded = bool(self.zero_padded)
                 f = F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=padded)
             if f.shape[-2:] != size:
                 f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
