@@ -366,7 +366,7 @@ def main() -> None:
     )
     for r in rows:
         print(
-            f"{r['name']:32s} {r['steps']:6d} {r['image_AUROC']:9.3f} {r['pixel_AUROC']:9.3f} {r['AUPRO']:7.3f} "
+            f"{r['name']:32s} {r['steps']:6d} {r['image_AUROC']:9.4f} {r['pixel_AUROC']:9.4f} {r['AUPRO']:7.4f} "
             f"{r['train_s']:8.1f} "
             f"{r['images_per_s']:10.1f} {r['images_per_s'] / anchor['images_per_s']:8.2f} "
             f"{r['model_images_per_s']:11.1f} {r['model_images_per_s'] / anchor['model_images_per_s']:8.2f}"
@@ -377,7 +377,7 @@ def main() -> None:
         print("\nRealNet image AUROC of the same trained models scored otherwise (nan: the configured score):")
         print(f"{'model':32s} {'plain max':>9s} {'box 16':>9s}")
         for r in other:
-            print(f"{r['name']:32s} {r['image_AUROC_plain_max']:9.3f} {r['image_AUROC_box16']:9.3f}")
+            print(f"{r['name']:32s} {r['image_AUROC_plain_max']:9.4f} {r['image_AUROC_box16']:9.4f}")
 
 
 if __name__ == "__main__":
