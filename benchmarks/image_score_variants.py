@@ -4,15 +4,18 @@ The shipped image score is the plain max of one mixed map,
 ``max(0.1 p + 0.35 n' + 0.55 g')`` (p the discriminator's probability, n' and g' the
 squashed nearest-neighbour and Gaussian distances, r / (1 + r)). This script scores,
 on every dump's validation half (they rank) and test half (it reports), a fixed list
-of alternatives with the same weights:
+of alternatives:
 
-- a blur of one term (or of all three) before the mix, so the max rests on a
-  neighbourhood of that term (PaDiM takes the max of a map blurred with sigma 4);
-- late fusion: the weighted sum of each term's own max, with a small grid of weights.
+- choice 9's weights (0.2 / 0.3 / 0.5) in the same plain max;
+- the shipped weights with a blur of one term (or of all three) before the mix, so the
+  max rests on a neighbourhood of that term (PaDiM takes the max of a map blurred with
+  sigma 4);
+- late fusion: the weighted sum of each term's own max, over a grid of nine weightings.
 
 Run it alone:
 
-    python benchmarks/image_score_variants.py results/dumps/{deeppcb,bsdata}_s0.pt results/dumps/{deeppcb,bsdata}_s1.pt
+    python benchmarks/image_score_variants.py results/dumps/recipe/{deeppcb,bsdata}_s0.pt \
+        results/dumps/recipe/{deeppcb,bsdata}_s1.pt
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ Scorer = Callable[[str, str], torch.Tensor]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dumps", nargs="+", type=Path, help="files written by recipe_sweep.py --dump")
-    parser.add_argument("--gaussian", default="g0", help="the dumps' key of the shipped Gaussian term")
+    parser.add_argument(
+        "--gaussian",
+        default="g0",
+        help="the dumps' key of the shipped (stride-2) Gaussian term: g0 in dumps made by the README's command "
+        "(--gaussians with levels [4], 16 features), g3 in those regaussian_dumps.py extended",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
