@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from score_dumps import squashed
 
 Scorer = Callable[[str, str], torch.Tensor]
 
@@ -52,8 +56,7 @@ def main() -> None:
     def part(path: str, half: str, key: str, sigma: float) -> torch.Tensor:
         """One term of one half, squashed as it enters the map, blurred by ``sigma`` (0: not)."""
         if (path, half, key, sigma) not in cache:
-            value = dumps[path][half][key].float()
-            value = value if key == "p" else value / (1 + value)
+            value = squashed(dumps[path][half], key)
             cache[path, half, key, sigma] = gaussian_blur(value, sigma) if sigma > 0 else value
         return cache[path, half, key, sigma]
 
