@@ -3,11 +3,12 @@
 Every model uses the offline EfficientNet-Lite0, the same image size and the CPU.
 Prints image AUROC, pixel AUROC, AUPRO, training time and inference images/s for
 each (``engine.test`` over the test set, and the model alone on preloaded batches),
-with ratios against PatchCore, plus ablation rows (RealNet with AFS vs
-random vs all channels; AFSPadim vs PaDiM) and few-shot rows (RealNet trained
-from k seeded normal images, each repeated with fresh anomalies). Run it alone:
+with ratios against PatchCore, AFSPadim against PaDiM's random and all channels, and
+few-shot rows (RealNet trained from k seeded normal images, each repeated with fresh
+anomalies). RealNet's feature-selection ablation (AFS vs random vs all channels) is an
+ablation grid, ``anomalysynth ablate -c configs/ablation/afs.yaml``. Run it alone:
 
-    python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--rows all] [--shots 4,16]
+    python benchmarks/detection_quality.py --root ../shared/datasets/deeppcb [--epochs 20] [--shots 4,16]
 
 ``--root`` is any MVTec-style folder (train/good, test/good, test/<defect>,
 ground_truth/<defect>/<name>_mask.png). The synthetic anomalies are the data
@@ -197,7 +198,6 @@ def main() -> None:
     parser.add_argument(
         "--realnet-args", type=json.loads, default={}, help="JSON keyword arguments of RealNet, e.g. '{\"lr\": 1e-3}'"
     )
-    parser.add_argument("--rows", default="main", choices=["main", "all"], help="'all' adds the ablations")
     parser.add_argument(
         "--seed",
         type=int,
@@ -349,18 +349,6 @@ def main() -> None:
             "--models: expected names from patchcore,padim,padim_all,afspadim,supersimplenet,supersimplenet_mix,"
             f"draem,draem_mix,realnet; got {args.models!r}."
         )
-    if args.rows == "all":
-        random_channels = realnet()
-        generator = torch.Generator().manual_seed(0)
-        random_channels.set_feature_selection(
-            [
-                torch.randperm(c, generator=generator)[:d].sort().values
-                for c, d in zip(random_channels.model.channels, random_channels.model.dims, strict=True)
-            ]
-        )
-        rows.append(fit_test("RealNet (random channels)", random_channels, synthetic(), args.epochs))
-        all_channels = realnet(dims=list(random_channels.model.channels))
-        rows.append(fit_test("RealNet (all channels)", all_channels, synthetic(), args.epochs))
     for k in shots:
         few = synthetic(num_shots=k, repeats=max(1, args.shot_items // k))
         afs = [AnomalyAwareFeatureSelection()]

@@ -39,3 +39,47 @@ def test_preview_rejects_bad_arguments(tmp_path):
         main(["preview", "--synthesizer", "cutpaste", "--data", str(tmp_path), "--synth-args", "{bad"])
     with pytest.raises(ValueError, match="No images"):
         main(["preview", "--synthesizer", "cutpaste", "--data", str(tmp_path)])
+
+
+def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightning_cli(capsys):
+    """``anomalysynth fit`` reaches the same LightningCLI as ``lightning fit`` (the always-safe spelling)."""
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    from anomalysynth.cli import lightning_main
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.value.startswith("anomalysynth.")}
+    assert scripts == {"anomalysynth": "anomalysynth.cli:main", "lightning": "anomalysynth.cli:lightning_main"}
+    config = str(Path(__file__).parents[1] / "configs" / "realnet.yaml")
+    printed = []
+    for run in (lambda a: main(["fit", *a]), lambda a: lightning_main(["fit", *a])):
+        with pytest.raises(SystemExit) as exit_info:
+            run(["-c", config, "--print_config"])
+        assert exit_info.value.code in (0, None)
+        printed.append(capsys.readouterr().out)
+    assert "class_path: anomalysynth.models.RealNet" in printed[0]
+    assert printed[0] == printed[1]
+
+
+@pytest.mark.parametrize(
+    "configs",
+    [
+        ["realnet_paper.yaml"],
+        ["realnet_deeppcb.yaml"],
+        ["realnet.yaml", "data/folder.yaml"],
+        ["afs_padim.yaml"],
+        ["anomalyhybrid_256_gpu.yaml"],
+    ],
+)
+def test_shipped_configs_parse_against_the_classes_they_name(configs, capsys):
+    """Every init argument a config sets exists on its class (jsonargparse checks them without training)."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "configs"
+    args = ["fit", "-c", str(root / configs[0])]
+    if len(configs) > 1:
+        args += ["--data", str(root / configs[1])]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--print_config"])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert "class_path:" in capsys.readouterr().out

@@ -29,8 +29,9 @@ from anomalysynth.datamodules.cache import (
     write_entry,
 )
 from anomalysynth.synth import create_synthesizer
-from tests.conftest import quiet_trainer
+from tests.conftest import anomalyany_kwargs, quiet_trainer
 from tests.datamodules.recording import RecordingCutPaste, TinyModel, image_digest, read_records
+from tests.gan.tiny_hybrid import save_tiny_checkpoint
 
 DATA_YAML = """
 class_path: anomalysynth.datamodules.SyntheticAnomalyDataModule
@@ -259,6 +260,33 @@ def test_entries_are_synthesized_in_whole_blocks_and_equal_single_item_synthesis
         entry = read_entry(bank, i)
         for name in ("image", "mask", "label", "strength", "source_image"):
             assert torch.equal(alone[name], entry[name]), name
+
+
+@pytest.mark.parametrize("name", ["anomalyhybrid", "anomalyany"])
+def test_model_synthesizers_build_their_banks_through_the_predictor_in_blocks(tmp_path, tiny_folder, name, request):
+    """AnomalyHybrid's and AnomalyAny's networks are moved and run by the predictor like any synthesizer."""
+    if name == "anomalyhybrid":
+        kwargs = {"checkpoint": str(save_tiny_checkpoint(tmp_path))}
+    else:
+        kwargs = anomalyany_kwargs(request.getfixturevalue("tiny_sd"))
+    tiny_folder.setup()
+    synthesizer = create_synthesizer(name, **kwargs)
+    source = SyntheticAnomalyDataset(torch.utils.data.Subset(tiny_folder.train_data, range(5)), synthesizer, 1.0)
+    predictor = SynthesisPredictor(source, tmp_path / "probe")
+    assert any(m is synthesizer for m in predictor.modules())
+    predictor.to(torch.float64)  # the networks follow the predictor
+    assert all(p.dtype == torch.float64 for p in synthesizer.parameters())
+    predictor.to(torch.float32)
+    bank = SynthesisCache(tmp_path / "banks").build(source, progress=False, batch_size=2)
+    assert len(bank_contents(bank)) == len(source)
+    for i in range(len(source)):
+        alone = make_entry(source, i)
+        entry = read_entry(bank, i)
+        assert bool(entry["label"]) and entry["mask"].any()
+        for field in ("image", "mask", "label", "source_image"):
+            assert torch.equal(alone[field], entry[field]), (i, field)
+        changed = (entry["image"] != entry["source_image"]).any(dim=0)
+        assert not changed[entry["mask"][0] == 0].any(), "pixels outside the mask are the source's"
 
 
 def _shares(records: list[dict], digests: dict[str, int]) -> dict[int, list[int]]:

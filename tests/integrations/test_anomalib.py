@@ -118,9 +118,22 @@ def test_replaced_generator_gives_the_synthesizers_output_bit_for_bit():
 def test_generator_follows_the_images_device_and_stays_out_of_the_state_dict():
     model = fake_draem()
     before = set(model.state_dict())
-    use_synthesizer(model, PerlinTextureBlend())
+    synth = PerlinTextureBlend()
+    use_synthesizer(model, synth)
     assert set(model.state_dict()) == before
     assert isinstance(model.augmenter, ImageAnomalyGenerator)
+    # every draw moves the synthesizer to the device of the images it is handed
+    moves = []
+    original_to = synth.to
+
+    def recording_to(*args, **kwargs):
+        moves.append(args[0] if args else kwargs.get("device"))
+        return original_to(*args, **kwargs)
+
+    synth.to = recording_to  # type: ignore[method-assign]
+    images = photo_batch(2, 3)
+    model.augmenter(images)
+    assert moves == [images.device]
 
 
 def test_unsupported_model_lists_the_supported_ones():
