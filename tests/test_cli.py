@@ -41,7 +41,7 @@ def test_preview_rejects_bad_arguments(tmp_path):
         main(["preview", "--synthesizer", "cutpaste", "--data", str(tmp_path)])
 
 
-def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightning_cli(capsys):
+def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightning_cli(capsys, monkeypatch):
     """``anomalysynth fit`` reaches the same LightningCLI as ``lightning fit`` (the always-safe spelling)."""
     from importlib.metadata import entry_points
     from pathlib import Path
@@ -51,6 +51,7 @@ def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightnin
     scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.value.startswith("anomalysynth.")}
     assert scripts == {"anomalysynth": "anomalysynth.cli:main", "lightning": "anomalysynth.cli:lightning_main"}
     config = str(Path(__file__).parents[1] / "configs" / "realnet.yaml")
+    monkeypatch.setattr("sys.argv", ["anomalysynth"])  # as a console script with these arguments sees it
     printed = []
     for run in (lambda a: main(["fit", *a]), lambda a: lightning_main(["fit", *a])):
         with pytest.raises(SystemExit) as exit_info:
@@ -71,7 +72,7 @@ def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightnin
         ["anomalyhybrid_256_gpu.yaml"],
     ],
 )
-def test_shipped_configs_parse_against_the_classes_they_name(configs, capsys):
+def test_shipped_configs_parse_against_the_classes_they_name(configs, capsys, monkeypatch):
     """Every init argument a config sets exists on its class (jsonargparse checks them without training)."""
     from pathlib import Path
 
@@ -79,6 +80,7 @@ def test_shipped_configs_parse_against_the_classes_they_name(configs, capsys):
     args = ["fit", "-c", str(root / configs[0])]
     if len(configs) > 1:
         args += ["--data", str(root / configs[1])]
+    monkeypatch.setattr("sys.argv", ["anomalysynth"])
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--print_config"])
     assert exit_info.value.code in (0, None), capsys.readouterr().err

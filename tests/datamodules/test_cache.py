@@ -278,7 +278,7 @@ def test_model_synthesizers_build_their_banks_through_the_predictor_in_blocks(tm
     assert all(p.dtype == torch.float64 for p in synthesizer.parameters())
     predictor.to(torch.float32)
     bank = SynthesisCache(tmp_path / "banks").build(source, progress=False, batch_size=2)
-    assert len(bank_contents(bank)) == len(source)
+    assert len([n for n in bank_contents(bank) if n.endswith(".pt")]) == len(source)
     for i in range(len(source)):
         alone = make_entry(source, i)
         entry = read_entry(bank, i)
