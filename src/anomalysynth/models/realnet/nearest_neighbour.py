@@ -153,7 +153,6 @@ def nearest_distance(query: Tensor, bank: Tensor, chunk: int = 1024) -> Tensor:
     minimum over the bank, then + |q|^2: adding a row's constant after the minimum gives
     the same value as before it (rounding is monotone) and saves a pass over the
     (chunk, M) matrix; chunks of 1024 queries keep that matrix (32 MB at M = 8192) small.
-    Together about 1.7x faster than chunks of 4096 with |q|^2 added first.
     """
     bank_sq = bank.pow(2).sum(dim=1)
     out = []
