@@ -25,11 +25,10 @@ from anomalysynth.models.realnet.reconstruction import reconstruction_residuals
 
 
 def load(path: Path) -> Any:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    skip = {"evaluator", "pre_processor", "post_processor", "visualizer"}
-    model = RealNet(**{k: v for k, v in state["hyper_parameters"].items() if k not in skip})
-    model.load_state_dict(state["state_dict"], strict=False)
-    return model.model.eval()
+    """The checkpoint's network in eval mode: RealNet built from its saved arguments, its
+    weights read by RealNet's own ``init_weights`` loader (``weights_only``, shapes checked)."""
+    arguments = torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    return RealNet(**{**arguments, "init_weights": str(path)}).model.eval()
 
 
 def best_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -71,9 +70,9 @@ def main() -> None:
         ms, logits = best_ms(lambda: net.discriminator(inputs), args.repeats)
         rows.append(("discriminator", ms))
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        if net.nearest_neighbour is not None and net.neighbour_ready:
+        if net.neighbour_ready:
             rows.append(("nearest-neighbour distance", best_ms(lambda: net.nearest_neighbour(raw), args.repeats)[0]))
-        if net.gaussian is not None and net.gaussian_ready:
+        if net.gaussian_ready:
             rows.append(("per-position Gaussian", best_ms(lambda: net.gaussian(raw), args.repeats)[0]))
         terms = net.normality_terms(residuals, size, raw)
         scoring_ms = best_ms(lambda: net.scoring(logits, terms), args.repeats)[0]
