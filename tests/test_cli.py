@@ -1,12 +1,16 @@
-"""The ``anomalysynth preview`` command."""
+"""The command line: `preview`, the two console spellings of the LightningCLI, the shipped configs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from anomalysynth.cli import main
 from anomalysynth.datamodules.demo import build_demo_dataset
+
+CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def test_preview_writes_a_grid(tmp_path, capsys):
@@ -44,13 +48,12 @@ def test_preview_rejects_bad_arguments(tmp_path):
 def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightning_cli(capsys, monkeypatch):
     """``anomalysynth fit`` reaches the same LightningCLI as ``lightning fit`` (the always-safe spelling)."""
     from importlib.metadata import entry_points
-    from pathlib import Path
 
     from anomalysynth.cli import lightning_main
 
     scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.value.startswith("anomalysynth.")}
     assert scripts == {"anomalysynth": "anomalysynth.cli:main", "lightning": "anomalysynth.cli:lightning_main"}
-    config = str(Path(__file__).parents[1] / "configs" / "realnet.yaml")
+    config = str(CONFIGS / "realnet.yaml")
     monkeypatch.setattr("sys.argv", ["anomalysynth"])  # as a console script with these arguments sees it
     printed = []
     for run in (lambda a: main(["fit", *a]), lambda a: lightning_main(["fit", *a])):
@@ -74,12 +77,9 @@ def test_both_console_scripts_are_installed_and_anomalysynth_fit_is_the_lightnin
 )
 def test_shipped_configs_parse_against_the_classes_they_name(configs, capsys, monkeypatch):
     """Every init argument a config sets exists on its class (jsonargparse checks them without training)."""
-    from pathlib import Path
-
-    root = Path(__file__).parents[1] / "configs"
-    args = ["fit", "-c", str(root / configs[0])]
+    args = ["fit", "-c", str(CONFIGS / configs[0])]
     if len(configs) > 1:
-        args += ["--data", str(root / configs[1])]
+        args += ["--data", str(CONFIGS / configs[1])]
     monkeypatch.setattr("sys.argv", ["anomalysynth"])
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--print_config"])
